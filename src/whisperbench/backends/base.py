@@ -1,0 +1,70 @@
+"""The backend interface every runtime implements, and the timing record they all fill.
+
+A backend module provides:
+  * `PRECISIONS`: the precisions it can build;
+  * `unsupported_reason(precision) -> str | None`: why a precision cannot run on this machine;
+  * `Options`: a frozen dataclass of its params (`backends.<name>.options`), validated without
+    side effects;
+  * `prepare(hf_dir, precision, options, output_dir) -> dict`: build the artifact for one
+    precision into output_dir (export/quantize/save) and return metadata to record;
+  * `load(artifact_dir, options, decoding, threads) -> Transcriber`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class Transcription:
+    """One utterance's output and where its time went (milliseconds)."""
+
+    text: str
+    n_tokens: int  # generated tokens, prompt and end-of-text excluded
+    features_ms: float  # log-mel feature extraction
+    encoder_ms: float  # encoder forward pass
+    first_token_ms: float  # audio in -> first generated token (features + encoder + first decoder step)
+    decode_ms: float  # all decoder steps after the first token
+    total_ms: float  # audio in -> text out
+
+    @property
+    def decoder_ms_per_token(self) -> float | None:
+        return self.decode_ms / (self.n_tokens - 1) if self.n_tokens > 1 else None
+
+
+class Transcriber(Protocol):
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        """Transcribe 16 kHz mono float32 audio (at most 30 s)."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Base for backend option dataclasses: built from params, checked with no side effects."""
+
+    @classmethod
+    def from_params(cls, options: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known)) or 'none'}")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """The decoding rules shared by every backend (params `decoding`)."""
+
+    language: str = "en"
+    task: str = "transcribe"
+    num_beams: int = 1
+    max_new_tokens: int = 128
+    timestamps: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, decoding: dict) -> "Decoding":
+        return cls(**decoding)

@@ -1,0 +1,209 @@
+"""PyTorch (transformers) backend: FP32, BF16, FP16, INT8 dynamic (torchao), INT4 weight-only (optimum-quanto).
+
+INT8 uses torchao's `Int8DynamicActivationInt8WeightConfig` on the Linear layers (the
+replacement for the deprecated `torch.ao.quantization.quantize_dynamic`). INT4 uses
+optimum-quanto's `qint4` weights, because torchao's INT4 configs have no CPU kernel with
+torch 2.13 (they need `mslk` or CUDA). The tied output projection (`proj_out`, an alias of
+the token embeddings) stays in float in both, so the tie survives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from whisperbench.backends.base import BackendOptions, Decoding, Transcription
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+_FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+_KEEP_FLOAT = ("proj_out",)
+_LIBRARY = {"int8": "torchao", "int4": "optimum-quanto"}
+_probe_cache: dict[str, str | None] = {}
+
+
+@dataclass(frozen=True)
+class Options(BackendOptions):
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self):
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"attn_implementation {self.attn_implementation!r} is not one of: sdpa, eager")
+
+
+def unsupported_reason(precision: str) -> str | None:
+    """Half precisions need CPU kernels for matmul and conv; probe them once with a tiny op."""
+    if precision not in ("bf16", "fp16"):
+        return None
+    if precision not in _probe_cache:
+        import torch
+
+        dtype = getattr(torch, _FLOAT_DTYPES[precision])
+        try:
+            torch.nn.functional.conv1d(torch.ones(1, 2, 4, dtype=dtype), torch.ones(2, 2, 3, dtype=dtype))
+            torch.ones(2, 2, dtype=dtype) @ torch.ones(2, 2, dtype=dtype)
+            _probe_cache[precision] = None
+        except RuntimeError as error:
+            _probe_cache[precision] = f"this CPU build of torch has no {precision} kernels ({error})"
+    return _probe_cache[precision]
+
+
+def _keep_linear(module, name: str) -> bool:
+    import torch
+
+    return isinstance(module, torch.nn.Linear) and not name.endswith(_KEEP_FLOAT)
+
+
+def _int8_config():
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig
+
+    return Int8DynamicActivationInt8WeightConfig()
+
+
+def _save_processor(hf_dir: Path, output_dir: Path) -> None:
+    from transformers import WhisperProcessor
+
+    WhisperProcessor.from_pretrained(hf_dir).save_pretrained(output_dir)
+
+
+def _library_version(precision: str) -> str:
+    from importlib.metadata import version
+
+    package = _LIBRARY.get(precision, "torch")
+    return f"{package} {version(package)}"
+
+
+def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path) -> dict:
+    """Convert/quantize the fp32 HF model and save what `load` reads back."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    _save_processor(hf_dir, output_dir)
+    if precision in _FLOAT_DTYPES:
+        model.to(getattr(torch, _FLOAT_DTYPES[precision])).save_pretrained(output_dir)
+    elif precision == "int8":
+        from torchao.quantization import quantize_
+
+        quantize_(model, _int8_config(), filter_fn=_keep_linear)
+        model.config.save_pretrained(output_dir)
+        model.generation_config.save_pretrained(output_dir)
+        torch.save(model.state_dict(), output_dir / "model_int8.pt")
+    elif precision == "int4":
+        from optimum.quanto import freeze, qint4, quantization_map, quantize
+        from safetensors.torch import save_file
+
+        quantize(model, weights=qint4, exclude=list(_KEEP_FLOAT))
+        freeze(model)
+        model.config.save_pretrained(output_dir)
+        model.generation_config.save_pretrained(output_dir)
+        state = {name: tensor.contiguous() for name, tensor in model.state_dict().items() if name != "proj_out.weight"}
+        save_file(state, output_dir / "model_int4.safetensors")
+        (output_dir / "quantization_map.json").write_text(json.dumps(quantization_map(model)))
+    else:
+        raise ValueError(f"pytorch cannot build precision {precision}")
+    return {"library": _library_version(precision), "kept_in_float": list(_KEEP_FLOAT)}
+
+
+def _load_model(artifact_dir: Path, precision: str, options: Options):
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    if precision in _FLOAT_DTYPES:
+        dtype = getattr(torch, _FLOAT_DTYPES[precision])
+        return WhisperForConditionalGeneration.from_pretrained(
+            artifact_dir, dtype=dtype, attn_implementation=options.attn_implementation
+        )
+    config = WhisperConfig.from_pretrained(artifact_dir)
+    config._attn_implementation = options.attn_implementation
+    model = WhisperForConditionalGeneration(config).eval()
+    if precision == "int8":
+        state = torch.load(artifact_dir / "model_int8.pt", weights_only=False)
+        model.load_state_dict(state, assign=True)
+    else:
+        from optimum.quanto import requantize
+        from safetensors.torch import load_file
+
+        quant_map = json.loads((artifact_dir / "quantization_map.json").read_text())
+        requantize(model, load_file(artifact_dir / "model_int4.safetensors"), quant_map, device=torch.device("cpu"))
+    model.tie_weights()
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig.from_pretrained(artifact_dir)
+    return model
+
+
+class _TokenClock:
+    """A generate() streamer that timestamps every decoder step (the first put is the prompt)."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def put(self, _tokens):
+        self.times.append(time.perf_counter())
+
+    def end(self):
+        pass
+
+
+class PyTorchTranscriber:
+    def __init__(self, model, processor, precision: str, decoding: Decoding):
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        self.processor = processor
+        self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+        self.generate_kwargs = _generate_kwargs(model, decoding)
+        self.encoder_times: list[float] = []
+        encoder = model.get_encoder()
+        encoder.register_forward_pre_hook(lambda *_: self.encoder_times.append(time.perf_counter()))
+        encoder.register_forward_hook(lambda *_: self.encoder_times.append(time.perf_counter()))
+
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        torch = self.torch
+        self.encoder_times.clear()
+        clock = _TokenClock()
+        start = time.perf_counter()
+        features = self.processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
+        features = features.to(self.dtype)
+        features_done = time.perf_counter()
+        with torch.no_grad():  # quanto tensors cannot run under inference_mode
+            sequences = self.model.generate(features, streamer=clock, **self.generate_kwargs)
+        text = self.processor.tokenizer.decode(sequences[0], skip_special_tokens=True)
+        end = time.perf_counter()
+        steps = clock.times[1:]
+        return Transcription(
+            text=text,
+            n_tokens=len(steps),
+            features_ms=(features_done - start) * 1e3,
+            encoder_ms=(self.encoder_times[1] - self.encoder_times[0]) * 1e3,
+            first_token_ms=(steps[0] - start) * 1e3 if steps else (end - start) * 1e3,
+            decode_ms=(steps[-1] - steps[0]) * 1e3 if steps else 0.0,
+            total_ms=(end - start) * 1e3,
+        )
+
+
+def _generate_kwargs(model, decoding: Decoding) -> dict:
+    kwargs = {
+        "num_beams": decoding.num_beams,
+        "do_sample": False,
+        "max_new_tokens": decoding.max_new_tokens,
+        "return_timestamps": decoding.timestamps,
+    }
+    if getattr(model.generation_config, "is_multilingual", False):
+        kwargs |= {"language": decoding.language, "task": decoding.task}
+    return kwargs
+
+
+def load(artifact_dir: Path, precision: str, options: Options, decoding: Decoding, threads: int):
+    import torch
+    from transformers import WhisperProcessor
+
+    torch.set_num_threads(threads)
+    model = _load_model(Path(artifact_dir), precision, options)
+    processor = WhisperProcessor.from_pretrained(artifact_dir)
+    return PyTorchTranscriber(model, processor, precision, decoding)

@@ -1,0 +1,41 @@
+"""The backends whisperbench knows: name → where its module is and what it supports.
+
+The module is imported only when a backend is used, so validating params never imports torch,
+onnxruntime or coremltools. Adding a backend = one module + one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    module: str
+    precisions: tuple[str, ...]
+    library: str  # the runtime named in tables and provenance
+
+    def load_module(self):
+        return importlib.import_module(self.module)
+
+    def unsupported_reason(self, precision: str) -> str | None:
+        return self.load_module().unsupported_reason(precision)
+
+    def options_class(self):
+        return self.load_module().Options
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "pytorch": BackendSpec(
+        name="pytorch",
+        module="whisperbench.backends.pytorch",
+        precisions=("fp32", "bf16", "fp16", "int8", "int4"),
+        library="torch",
+    ),
+}
+
+
+def get(name: str) -> BackendSpec:
+    return BACKENDS[name]

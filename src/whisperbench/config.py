@@ -1,0 +1,149 @@
+"""The one study config (params.yaml): schema checks, semantic checks, and the cells it defines.
+
+Every problem stops the run before any work with one line naming the key, the bad value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from whisperbench.errors import UserError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One measured combination; its results live under <results>/<dataset>/<model>/<backend>/<precision>/."""
+
+    dataset: str
+    model: str
+    backend: str
+    precision: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.dataset}/{self.model}/{self.backend}/{self.precision}"
+
+
+def _key_path(error) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def _describe(error) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return f"{error.message}; allowed keys: {', '.join(allowed)}" if allowed else error.message
+    if error.validator == "enum":
+        return f"{error.instance!r} is not allowed; allowed values: {', '.join(map(str, error.validator_value))}"
+    return error.message
+
+
+def _validator_with_defaults(schema: dict):
+    """A jsonschema validator that also fills in the schema's defaults (as Snakemake's validate does)."""
+    from jsonschema import Draft202012Validator, validators
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})(schema)
+
+
+def check_schema(params: dict, source: str) -> dict:
+    """Validate against the schema and return a copy with defaults filled in."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    filled = copy.deepcopy(params)
+    errors = sorted(_validator_with_defaults(schema).iter_errors(filled), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        raise UserError(f"{source}: {_key_path(first)}: {_describe(first)}")
+    return filled
+
+
+def _check_datasets(params: dict, source: str) -> None:
+    for name, dataset in params["datasets"].items():
+        if dataset["source"] == "librispeech" and "subset" not in dataset:
+            raise UserError(
+                f"{source}: datasets.{name}.subset is required for source librispeech; "
+                "allowed values: test-clean, test-other, dev-clean, dev-other"
+            )
+
+
+def _check_models(params: dict, source: str) -> None:
+    from whisperbench.models.registry import MODELS
+
+    for model in params["models"]:
+        if model not in MODELS and model not in params["model_paths"]:
+            raise UserError(
+                f"{source}: models: unknown model id {model!r}; known ids: {', '.join(MODELS)} "
+                f"(or give a local folder as model_paths.{model})"
+            )
+
+
+def _check_backends(params: dict, source: str) -> None:
+    from whisperbench.backends import registry
+
+    for name, backend in params["backends"].items():
+        if name not in registry.BACKENDS:
+            raise UserError(f"{source}: backends: unknown backend {name!r}; available: {', '.join(registry.BACKENDS)}")
+        spec = registry.BACKENDS[name]
+        for precision in backend["precisions"]:
+            if precision not in spec.precisions:
+                raise UserError(
+                    f"{source}: backends.{name}.precisions: {precision!r} is not supported by {name}; "
+                    f"supported: {', '.join(spec.precisions)}"
+                )
+            reason = spec.unsupported_reason(precision)
+            if reason:
+                raise UserError(f"{source}: backends.{name}.precisions: {precision} cannot run here: {reason}")
+        try:
+            spec.options_class().from_params(backend.get("options", {}))
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{source}: backends.{name}.options: {error}") from None
+
+
+def validate(params: dict, source: str = "params.yaml") -> dict:
+    """Schema + semantic checks; returns the params with defaults filled in."""
+    if not isinstance(params, dict):
+        raise UserError(f"{source}: expected a mapping of keys at the top level")
+    filled = check_schema(params, source)
+    _check_datasets(filled, source)
+    _check_models(filled, source)
+    _check_backends(filled, source)
+    return filled
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: params file not found; copy params.yaml or pass --params PATH")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    return validate(params, str(path))
+
+
+def cells(params: dict) -> list[Cell]:
+    """Every (dataset, model, backend, precision) the params ask for, in a stable order."""
+    return sorted(
+        Cell(dataset, model, backend, precision)
+        for dataset in params["datasets"]
+        for model in params["models"]
+        for backend, spec in params["backends"].items()
+        for precision in spec["precisions"]
+    )
+
+
+def artifacts(params: dict) -> list[tuple[str, str, str]]:
+    """Every (model, backend, precision) artifact the cells need, built once for all datasets."""
+    return sorted({(cell.model, cell.backend, cell.precision) for cell in cells(params)})

@@ -1,0 +1,1 @@
+"""Whisper model ids, where their weights come from, and conversion to one HF layout."""
