@@ -41,7 +41,9 @@ def weight_files(folder: Path) -> list[Path]:
 def check_hf_folder(folder: Path, what: str) -> None:
     if not folder.is_dir():
         raise UserError(f"{what}: folder {folder} does not exist; give a folder in Hugging Face layout")
-    missing = [name for name in ("config.json", "preprocessor_config.json") if not (folder / name).is_file()]
+    missing = [] if (folder / "config.json").is_file() else ["config.json"]
+    if not any((folder / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
+        missing.append("preprocessor_config.json")
     if not weight_files(folder):
         missing.append("model.safetensors (or pytorch_model.bin)")
     if missing:

@@ -1,0 +1,23 @@
+"""Build one backend×precision artifact of a model (convert, export, quantize) and record its size."""
+
+from whisperbench import artifacts, cli
+
+
+@cli.cli
+def main(argv=None):
+    arguments = cli.parser(__doc__)
+    arguments.add_argument("--model-dir", required=True, help="fetched model folder")
+    arguments.add_argument("--model", required=True)
+    arguments.add_argument("--backend", required=True)
+    arguments.add_argument("--precision", required=True)
+    arguments.add_argument("--out", required=True, help="artifact folder to write")
+    arguments = arguments.parse_args(argv)
+    params = cli.start(arguments)
+    record = artifacts.build(arguments.model_dir, arguments.model, arguments.backend, arguments.precision,
+                             params, arguments.out)
+    cli.log.info("%s/%s/%s: %.1f MB (%s)", arguments.model, arguments.backend, arguments.precision,
+                 record["size_bytes"] / 1e6, record.get("library"))
+
+
+if __name__ == "__main__":
+    main()

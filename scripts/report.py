@@ -1,0 +1,26 @@
+"""Aggregate every cell's metrics into the summary table (CSV, Markdown, LaTeX, JSON) and plots."""
+
+from pathlib import Path
+
+from whisperbench import cli
+from whisperbench.report import plots, summary
+
+
+@cli.cli
+def main(argv=None):
+    arguments = cli.parser(__doc__)
+    arguments.add_argument("--metrics", nargs="+", required=True, help="every cell's metrics.json")
+    for name in ("csv", "markdown", "latex", "json"):
+        arguments.add_argument(f"--{name}", type=Path, required=True)
+    arguments.add_argument("--plots", nargs="+", type=Path, required=True, help="plot files to write")
+    arguments = arguments.parse_args(argv)
+    params = cli.start(arguments)
+    metrics = summary.load_metrics(arguments.metrics)
+    frame = summary.table(metrics, params["report"]["baseline_precision"])
+    summary.write_tables(frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, summary.notes(metrics))
+    plots.write_plots(frame, arguments.plots)
+    cli.log.info("summary of %d cells written", len(frame))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Scoring (WER), timing aggregation and provenance."""

@@ -1,0 +1,88 @@
+"""One row per cell: the trade-off table as CSV, Markdown, LaTeX and JSON (DVC metrics)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COLUMNS = {
+    "dataset": "dataset",
+    "model": "model",
+    "params_m": "params (M)",
+    "backend": "backend",
+    "precision": "precision",
+    "library": "library",
+    "size_mb": "size MB",
+    "wer_pct": "WER %",
+    "delta_wer_pct": "ΔWER",
+    "rtf": "RTF",
+    "rtfx": "RTFx",
+    "encoder_ms": "encoder ms",
+    "first_token_ms": "first token ms",
+    "decoder_ms_per_token": "decoder ms/token",
+    "peak_rss_mb": "peak MB",
+    "n_utterances": "utts",
+    "status": "status",
+}
+
+
+def load_metrics(paths: list[str | Path]):
+    import pandas as pd
+
+    rows = [json.loads(Path(path).read_text()) for path in paths]
+    return pd.DataFrame(rows)
+
+
+def table(metrics, baseline_precision: str = "fp32"):
+    """The summary table: WER in %, ΔWER against the baseline precision of the same model/backend/dataset."""
+    frame = metrics.copy()
+    frame["wer_pct"] = frame["wer"] * 100
+    frame["params_m"] = frame["n_parameters"] / 1e6
+    baseline = frame[frame["precision"] == baseline_precision].set_index(["dataset", "model", "backend"])["wer_pct"]
+    keys = list(zip(frame["dataset"], frame["model"], frame["backend"]))
+    frame["delta_wer_pct"] = [
+        wer - baseline.get(key) if key in baseline.index else None for wer, key in zip(frame["wer_pct"], keys)
+    ]
+    frame["dataset"] = [f"{d} (synthetic)" if s and "synthetic" not in d else d for d, s in zip(frame["dataset"], frame["synthetic"])]
+    frame = frame.sort_values(["dataset", "model", "backend", "size_mb"], ascending=[True, True, True, False])
+    return frame[list(COLUMNS)].reset_index(drop=True)
+
+
+def _rounded(frame):
+    decimals = {"params_m": 1, "size_mb": 1, "wer_pct": 2, "delta_wer_pct": 2, "rtf": 3, "rtfx": 2,
+                "encoder_ms": 1, "first_token_ms": 1, "decoder_ms_per_token": 2, "peak_rss_mb": 0}
+    return frame.round(decimals)
+
+
+def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, json_path: Path, notes: str) -> None:
+    from whisperbench.io import write_json, write_text
+
+    rounded = _rounded(frame)
+    write_text(csv_path, rounded.to_csv(index=False))
+    labelled = rounded.rename(columns=COLUMNS)
+    write_text(markdown_path, labelled.to_markdown(index=False, floatfmt="g") + "\n\n" + notes + "\n")
+    latex = labelled.drop(columns=["status", "library"]).to_latex(index=False, na_rep="--", float_format="%.4g")
+    write_text(latex_path, latex.replace("%", r"\%").replace("Δ", r"$\Delta$"))
+    cells = {
+        f"{row.dataset}/{row.model}/{row.backend}/{row.precision}": {
+            key: (None if value != value else value) for key, value in row._asdict().items()  # NaN -> null
+            if key not in ("dataset", "model", "backend", "precision")
+        }
+        for row in rounded.itertuples(index=False)
+    }
+    write_json(json_path, cells)
+
+
+def notes(metrics) -> str:
+    lines = [
+        "WER: jiwer after Whisper's English normalizer on both sides; greedy decoding, no timestamps.",
+        "RTF = compute time / audio time (RTFx = 1/RTF); encoder and first-token times are medians over "
+        "utterances of per-utterance medians over repeats, after warm-ups; decoder ms/token = decode time after "
+        "the first token / decoder steps; peak MB = peak RSS of the process that ran the cell.",
+    ]
+    threads = sorted(set(metrics["threads"]))
+    lines.append(f"Threads: {', '.join(map(str, threads))}; repeats: {sorted(set(metrics['repeats']))}; "
+                 f"warm-ups: {sorted(set(metrics['warmup']))}.")
+    if metrics["synthetic"].any():
+        lines.append("Rows marked (synthetic) ran on TTS speech: compare them with each other, not with LibriSpeech.")
+    return "\n".join(f"- {line}" for line in lines)

@@ -1,0 +1,37 @@
+# Validation and path helpers shared by the rules. Stops before any job on a bad param.
+import sys
+
+from whisperbench import config as study_config
+from whisperbench import dag
+from whisperbench.errors import UserError
+
+# Scripts read the same file Snakemake loaded, so both see the same params.
+PARAMS_FILE = workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles else "params.yaml"
+PY = f"python scripts/{{script}}.py --params {PARAMS_FILE} --quiet"
+
+try:
+    PARAMS = study_config.validate(config, PARAMS_FILE)
+    if PARAMS != study_config.load(PARAMS_FILE):
+        raise UserError(
+            f"the config Snakemake merged differs from {PARAMS_FILE}: pass one complete file with "
+            "--configfile FILE --replace-workflow-config (not --config key=value)"
+        )
+except UserError as error:
+    print(f"whisperbench: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+# Timings are only honest with the machine to themselves: one transcription at a time unless the
+# user grants more slots (`--resources timing_slot=N`, e.g. on a cluster with one job per node).
+if "timing_slot" not in workflow.global_resources:
+    workflow.register_resource("timing_slot", 1)
+
+
+wildcard_constraints:
+    dataset="[^/]+",
+    model="[^/]+",
+    backend="[a-z0-9_]+",
+    precision="[a-z0-9_]+",
+
+
+def script(name):
+    return PY.format(script=name)

@@ -1,0 +1,29 @@
+rule synthesize:
+    output:
+        corpus=directory(dag.PATHS["corpus"]),
+    params:
+        synthetic=PARAMS["synthetic"],
+    log:
+        "logs/synthesize.log",
+    shell:
+        script("synthesize") + " --out {output.corpus} --log {log}"
+
+
+def manifest_inputs(wildcards):
+    synthetic = PARAMS["datasets"][wildcards.dataset]["source"] == "synthetic"
+    return {"corpus": dag.PATHS["corpus"]} if synthetic else {}
+
+
+rule manifest:
+    input:
+        unpack(manifest_inputs),
+    output:
+        manifest=dag.PATHS["manifest"],
+    params:
+        spec=lambda wildcards: PARAMS["datasets"][wildcards.dataset],
+        librispeech=PARAMS["librispeech"],
+        corpus=lambda wildcards, input: f" --corpus {input.corpus}" if "corpus" in input.keys() else "",
+    log:
+        "logs/manifest/{dataset}.log",
+    shell:
+        script("make_manifest") + " --dataset {wildcards.dataset}{params.corpus} --out {output.manifest} --log {log}"

@@ -1,0 +1,10 @@
+rule fetch_model:
+    output:
+        model=directory(dag.PATHS["model"]),
+    params:
+        source=PARAMS["model_source"],
+        path=lambda wildcards: PARAMS["model_paths"].get(wildcards.model, ""),
+    log:
+        "logs/fetch_model/{model}.log",
+    shell:
+        script("fetch_model") + " --model {wildcards.model} --out {output.model} --log {log}"

@@ -1,0 +1,17 @@
+rule report:
+    input:
+        metrics=dag.metrics_paths(PARAMS),
+    output:
+        csv=dag.PATHS["summary_csv"],
+        markdown=dag.PATHS["summary_md"],
+        latex=dag.PATHS["summary_tex"],
+        json=dag.PATHS["summary_json"],
+        plots=dag.plot_paths(PARAMS),
+    params:
+        report=PARAMS["report"],
+    log:
+        "logs/report.log",
+    shell:
+        script("report")
+        + " --metrics {input.metrics} --csv {output.csv} --markdown {output.markdown}"
+        + " --latex {output.latex} --json {output.json} --plots {output.plots} --log {log}"
