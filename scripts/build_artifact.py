@@ -13,10 +13,17 @@ def main(argv=None):
     arguments.add_argument("--out", required=True, help="artifact folder to write")
     arguments = arguments.parse_args(argv)
     params = cli.start(arguments)
-    record = artifacts.build(arguments.model_dir, arguments.model, arguments.backend, arguments.precision,
-                             params, arguments.out)
-    cli.log.info("%s/%s/%s: %.1f MB (%s)", arguments.model, arguments.backend, arguments.precision,
-                 record["size_bytes"] / 1e6, record.get("library"))
+    record = artifacts.build(
+        arguments.model_dir, arguments.model, arguments.backend, arguments.precision, params, arguments.out
+    )
+    cli.log.info(
+        "%s/%s/%s: %.1f MB (%s)",
+        arguments.model,
+        arguments.backend,
+        arguments.precision,
+        record["size_bytes"] / 1e6,
+        record.get("library"),
+    )
 
 
 if __name__ == "__main__":

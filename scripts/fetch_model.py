@@ -12,8 +12,13 @@ def main(argv=None):
     arguments = arguments.parse_args(argv)
     params = cli.start(arguments)
     record = fetch.fetch(arguments.model, params, arguments.out)
-    cli.log.info("%s from %s: %s parameters, weights %s", arguments.model, record["source"],
-                 record["n_parameters"], record["weights_sha256"])
+    cli.log.info(
+        "%s from %s: %s parameters, weights %s",
+        arguments.model,
+        record["source"],
+        record["n_parameters"],
+        record["weights_sha256"],
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ def main(argv=None):
     params = cli.start(arguments)
     rows = datasets.manifest_rows(arguments.dataset, params, arguments.corpus)
     write_jsonl(arguments.out, rows)
-    cli.log.info("%s: %d utterances, %.1f min of audio", arguments.dataset, len(rows), sum(r["duration_s"] for r in rows) / 60)
+    cli.log.info(
+        "%s: %d utterances, %.1f min of audio", arguments.dataset, len(rows), sum(r["duration_s"] for r in rows) / 60
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ def main(argv=None):
     params = cli.start(arguments)
     metrics = summary.load_metrics(arguments.metrics)
     frame = summary.table(metrics, params["report"]["baseline_precision"])
-    summary.write_tables(frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, summary.notes(metrics))
+    summary.write_tables(
+        frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, summary.notes(metrics)
+    )
     plots.write_plots(frame, arguments.plots)
     cli.log.info("summary of %d cells written", len(frame))
 

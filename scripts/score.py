@@ -18,8 +18,12 @@ def main(argv=None):
     cli.start(arguments)
     metrics = score(read_jsonl(arguments.hypotheses), json.loads(Path(arguments.run).read_text()))
     write_json(arguments.out, metrics)
-    cli.log.info("WER %.2f %% on %d utterances, RTFx %.2f", 100 * (metrics["wer"] or 0), metrics["n_utterances"],
-                 metrics["rtfx"] or 0)
+    cli.log.info(
+        "WER %.2f %% on %d utterances, RTFx %.2f",
+        100 * (metrics["wer"] or 0),
+        metrics["n_utterances"],
+        metrics["rtfx"] or 0,
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ def main(argv=None):
     arguments = arguments.parse_args(argv)
     params = cli.start(arguments)
     cell = Cell(arguments.dataset, arguments.model, arguments.backend, arguments.precision)
-    rows, run = transcribe_cell(cell, params, arguments.manifest, arguments.model_dir, arguments.artifact,
-                                progress=not arguments.quiet)
+    rows, run = transcribe_cell(
+        cell, params, arguments.manifest, arguments.model_dir, arguments.artifact, progress=not arguments.quiet
+    )
     write_jsonl(arguments.hypotheses, rows)
     write_json(arguments.run, run)
     cli.log.info("%s: %d utterances, peak RSS %.0f MB", cell.path, len(rows), run["peak_rss_mb"])

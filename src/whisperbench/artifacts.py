@@ -54,5 +54,7 @@ def verify(artifact_dir: str | Path) -> dict:
     for name, expected in record["files"].items():
         path = artifact_dir / name
         if not path.is_file() or sha256_file(path) != expected:
-            raise UserError(f"{path}: missing or corrupt (sha256 differs from {MANIFEST}); delete {artifact_dir} and re-run")
+            raise UserError(
+                f"{path}: missing or corrupt (sha256 differs from {MANIFEST}); delete {artifact_dir} and re-run"
+            )
     return record

@@ -30,7 +30,9 @@ def start(arguments: argparse.Namespace) -> dict:
     if arguments.log:
         arguments.log.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(arguments.log, mode="w", encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
     logging.captureWarnings(True)
     for noisy in ("torchao", "torch", "optimum", "transformers"):  # import-time chatter about GPU kernels
         logging.getLogger(noisy).setLevel(logging.ERROR)

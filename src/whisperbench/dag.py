@@ -8,6 +8,8 @@ Snakemake plans exactly the outputs dvc.yaml declares).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from whisperbench.config import artifacts, cells
 
 # Path patterns shared by both engines ({...} are Snakemake wildcards / DVC ${item.*}).
@@ -123,9 +125,7 @@ def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
             ),
         },
         "build_artifact": {
-            "foreach": {
-                f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p} for m, b, p in artifacts(params)
-            },
+            "foreach": {f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p} for m, b, p in artifacts(params)},
             "do": _stage(
                 f"{py.format('build_artifact')} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
                 f"--backend ${{item.backend}} --precision ${{item.precision}} --out {_dvc(PATHS['artifact'])} "
@@ -150,8 +150,13 @@ def _cell_stages(params: dict, raw: dict, params_file: str) -> dict:
                 f"--backend ${{item.backend}} --precision ${{item.precision}} --manifest {_dvc(PATHS['manifest'])} "
                 f"--model-dir {_dvc(PATHS['model'])} --artifact {_dvc(PATHS['artifact'])} "
                 f"--hypotheses {_dvc(PATHS['hypotheses'])} --run {_dvc(PATHS['run'])} --log logs/transcribe/{log}",
-                [_dvc(PATHS["manifest"]), _dvc(PATHS["model"]), _dvc(PATHS["artifact"]), "scripts/transcribe.py",
-                 f"{CODE}/evaluate.py"],
+                [
+                    _dvc(PATHS["manifest"]),
+                    _dvc(PATHS["model"]),
+                    _dvc(PATHS["artifact"]),
+                    "scripts/transcribe.py",
+                    f"{CODE}/evaluate.py",
+                ],
                 [_dvc(PATHS["hypotheses"]), _dvc(PATHS["run"])],
                 _present(raw, "decoding", "timing", *(f"backends.{b}.options" for b in params["backends"])),
             ),
@@ -226,7 +231,7 @@ def main(argv=None) -> None:
     @cli
     def run():
         params = config.load(arguments.params)
-        raw = yaml.safe_load(open(arguments.params))
+        raw = yaml.safe_load(Path(arguments.params).read_text())
         write_text(arguments.out, render(params, raw, arguments.params))
 
     run()

@@ -38,7 +38,9 @@ def load_transcriber(cell: Cell, params: dict, artifact_dir: Path):
     return module.load(artifact_dir, cell.precision, options, decoding, params["timing"]["threads"])
 
 
-def transcribe_cell(cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress: bool = True):
+def transcribe_cell(
+    cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress: bool = True
+):
     """Return (per-utterance rows, run record) for one cell."""
     from tqdm import tqdm
 
@@ -57,16 +59,18 @@ def transcribe_cell(cell: Cell, params: dict, manifest: Path, model_dir: Path, a
     for utterance in tqdm(utterances, desc=cell.path, unit="utt", disable=not progress):
         samples = audio_io.load(utterance["audio_path"])
         runs = [transcriber.transcribe(samples) for _ in range(timing["repeats"])]
-        rows.append({
-            "id": utterance["id"],
-            "reference": utterance["reference"],
-            "hypothesis": runs[0].text,
-            "audio_s": len(samples) / audio_io.SAMPLE_RATE,
-            "n_tokens": runs[0].n_tokens,
-            "repeats": len(runs),
-            "all_runs_same_text": all(run.text == runs[0].text for run in runs),
-            **_median_of(runs),
-        })
+        rows.append(
+            {
+                "id": utterance["id"],
+                "reference": utterance["reference"],
+                "hypothesis": runs[0].text,
+                "audio_s": len(samples) / audio_io.SAMPLE_RATE,
+                "n_tokens": runs[0].n_tokens,
+                "repeats": len(runs),
+                "all_runs_same_text": all(run.text == runs[0].text for run in runs),
+                **_median_of(runs),
+            }
+        )
     run = provenance.record(
         cell=asdict(cell),
         threads=timing["threads"],

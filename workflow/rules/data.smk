@@ -3,6 +3,8 @@ rule synthesize:
         corpus=directory(dag.PATHS["corpus"]),
     params:
         synthetic=PARAMS["synthetic"],
+    conda:
+        "../../envs/whisperbench.yaml"
     log:
         "logs/synthesize.log",
     shell:
@@ -23,6 +25,8 @@ rule manifest:
         spec=lambda wildcards: PARAMS["datasets"][wildcards.dataset],
         librispeech=PARAMS["librispeech"],
         corpus=lambda wildcards, input: f" --corpus {input.corpus}" if "corpus" in input.keys() else "",
+    conda:
+        "../../envs/whisperbench.yaml"
     log:
         "logs/manifest/{dataset}.log",
     shell:

@@ -10,6 +10,8 @@ rule transcribe:
         decoding=PARAMS["decoding"],
         timing=PARAMS["timing"],
         options=lambda wildcards: PARAMS["backends"][wildcards.backend].get("options", {}),
+    conda:
+        "../../envs/whisperbench.yaml"
     log:
         "logs/transcribe/{dataset}/{model}/{backend}/{precision}.log",
     threads: PARAMS["timing"]["threads"]
@@ -28,6 +30,8 @@ rule score:
         run=dag.PATHS["run"],
     output:
         metrics=dag.PATHS["metrics"],
+    conda:
+        "../../envs/whisperbench.yaml"
     log:
         "logs/score/{dataset}/{model}/{backend}/{precision}.log",
     shell:

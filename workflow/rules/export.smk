@@ -5,6 +5,8 @@ rule build_artifact:
         artifact=directory(dag.PATHS["artifact"]),
     params:
         options=lambda wildcards: PARAMS["backends"][wildcards.backend].get("options", {}),
+    conda:
+        "../../envs/whisperbench.yaml"
     log:
         "logs/build_artifact/{model}/{backend}/{precision}.log",
     shell:

@@ -4,6 +4,8 @@ rule fetch_model:
     params:
         source=PARAMS["model_source"],
         path=lambda wildcards: PARAMS["model_paths"].get(wildcards.model, ""),
+    conda:
+        "../../envs/whisperbench.yaml"
     log:
         "logs/fetch_model/{model}.log",
     shell:

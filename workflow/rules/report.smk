@@ -9,6 +9,8 @@ rule report:
         plots=dag.plot_paths(PARAMS),
     params:
         report=PARAMS["report"],
+    conda:
+        "../../envs/whisperbench.yaml"
     log:
         "logs/report.log",
     shell:

@@ -66,5 +66,5 @@ class Decoding:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, decoding: dict) -> "Decoding":
+    def from_params(cls, decoding: dict) -> Decoding:
         return cls(**decoding)

@@ -201,8 +201,11 @@ def _generate_kwargs(model, decoding: Decoding) -> dict:
 
 def load(artifact_dir: Path, precision: str, options: Options, decoding: Decoding, threads: int):
     import torch
+    import transformers
     from transformers import WhisperProcessor
 
+    # generate() warns on every call that max_new_tokens overrides the config's max_length.
+    transformers.logging.set_verbosity_error()
     torch.set_num_threads(threads)
     model = _load_model(Path(artifact_dir), precision, options)
     processor = WhisperProcessor.from_pretrained(artifact_dir)

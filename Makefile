@@ -1,0 +1,42 @@
+# whisperbench: `make demo` (offline, minutes), `make study` (tiny.en + base on LibriSpeech), `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --printshellcmds
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: venv demo study study-dvc test lint dvc.yaml clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate envs/requirements.txt pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -r envs/requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(SNAKEMAKE) --configfile configs/demo.yaml --replace-workflow-config
+
+study: venv
+	$(SNAKEMAKE)
+
+study-dvc: venv
+	@test -d .dvc || $(BIN)/dvc init --no-scm -q
+	$(BIN)/dvc repro
+
+dvc.yaml: venv
+	$(BIN)/python -m whisperbench.dag --params params.yaml --out dvc.yaml
+
+test: venv
+	$(BIN)/ruff check src scripts tests
+	$(BIN)/pytest -ra
+
+lint: venv
+	$(BIN)/ruff check src scripts tests
+
+clean:
+	rm -rf results logs .snakemake data/params.ok

