@@ -67,7 +67,7 @@ def test_both_engines_plan_the_same_commands():
 def _workspace(tmp_path: Path, name: str) -> Path:
     workdir = tmp_path / name
     workdir.mkdir()
-    for folder in ("scripts", "workflow", "src"):
+    for folder in ("scripts", "workflow", "src", "envs"):
         shutil.copytree(REPO / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "Snakefile", workdir)
     shutil.copy(REPO / "tests/configs/dag.yaml", workdir / "params.yaml")

@@ -7,7 +7,11 @@ from whisperbench.errors import UserError
 
 # Scripts read the same file Snakemake loaded, so both see the same params.
 PARAMS_FILE = workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles else "params.yaml"
-PY = f"python scripts/{{script}}.py --params {PARAMS_FILE} --quiet"
+# The interpreter running Snakemake (the project venv) runs the scripts too, so `.venv/bin/snakemake`
+# works without activating the venv; under `--sdm conda` the env's own `python` is used.
+USES_CONDA = any("conda" in str(method).lower() for method in workflow.deployment_settings.deployment_method)
+PYTHON = "python" if USES_CONDA else sys.executable
+PY = f"{PYTHON} scripts/{{script}}.py --params {PARAMS_FILE} --quiet"
 
 try:
     PARAMS = study_config.validate(config, PARAMS_FILE)

@@ -167,7 +167,7 @@ def _count_parameters(folder: Path) -> int:
     total = 0
     for weights in folder.glob("*.safetensors"):
         with safe_open(str(weights), framework="np") as handle:
-            for name in handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                 total += int(_numel(handle.get_slice(name).get_shape()))
     return total
 
