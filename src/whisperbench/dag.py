@@ -66,6 +66,11 @@ def _present(raw: dict, *keys: str) -> list[str]:
     return found
 
 
+def _script(name: str, params_file: str) -> str:
+    """How both engines call a script (progress bars go to the console, the log gets the messages)."""
+    return f"python scripts/{name}.py --params {params_file}"
+
+
 def _stage(cmd: str, deps: list[str], outs: list, params: list[str], **extra) -> dict:
     stage = {"cmd": cmd, "deps": deps}
     if params:
@@ -76,10 +81,10 @@ def _stage(cmd: str, deps: list[str], outs: list, params: list[str], **extra) ->
 
 
 def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
-    py = f"python scripts/{{}}.py --params {params_file} --quiet"
     stages = {
         "validate": _stage(
-            f"{py.format('validate_params')} --dvc-yaml dvc.yaml --out {path('params_ok')} --log logs/validate.log",
+            f"{_script('validate_params', params_file)} --dvc-yaml dvc.yaml --out {path('params_ok')} "
+            "--log logs/validate.log",
             [params_file, SCHEMA, f"{CODE}/config.py", f"{CODE}/dag.py"],
             [{path("params_ok"): {"cache": False}}],
             [],
@@ -87,7 +92,7 @@ def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
     }
     if uses_synthetic(params):
         stages["synthesize"] = _stage(
-            f"{py.format('synthesize')} --out {path('corpus')} --log logs/synthesize.log",
+            f"{_script('synthesize', params_file)} --out {path('corpus')} --log logs/synthesize.log",
             [path("params_ok"), "scripts/synthesize.py", f"{CODE}/data/synthetic.py", f"{CODE}/data/sentences.txt"],
             [path("corpus")],
             _present(raw, "synthetic"),
@@ -99,7 +104,7 @@ def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
     stages["manifest"] = {
         "foreach": manifests,
         "do": _stage(
-            f"{py.format('make_manifest')} --dataset ${{item.dataset}}${{item.corpus}} "
+            f"{_script('make_manifest', params_file)} --dataset ${{item.dataset}}${{item.corpus}} "
             f"--out {_dvc(PATHS['manifest'])} --log logs/manifest/${{item.dataset}}.log",
             [path("params_ok"), "scripts/make_manifest.py", f"{CODE}/data"],
             [_dvc(PATHS["manifest"])],
@@ -112,12 +117,11 @@ def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
 
 
 def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
-    py = f"python scripts/{{}}.py --params {params_file} --quiet"
     return {
         "fetch_model": {
             "foreach": {model: {"model": model} for model in params["models"]},
             "do": _stage(
-                f"{py.format('fetch_model')} --model ${{item.model}} --out {_dvc(PATHS['model'])} "
+                f"{_script('fetch_model', params_file)} --model ${{item.model}} --out {_dvc(PATHS['model'])} "
                 "--log logs/fetch_model/${item.model}.log",
                 [path("params_ok"), "scripts/fetch_model.py", f"{CODE}/models"],
                 [{_dvc(PATHS["model"]): {"persist": False}}],
@@ -127,7 +131,7 @@ def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
         "build_artifact": {
             "foreach": {f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p} for m, b, p in artifacts(params)},
             "do": _stage(
-                f"{py.format('build_artifact')} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
+                f"{_script('build_artifact', params_file)} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
                 f"--backend ${{item.backend}} --precision ${{item.precision}} --out {_dvc(PATHS['artifact'])} "
                 "--log logs/build_artifact/${item.model}/${item.backend}/${item.precision}.log",
                 [_dvc(PATHS["model"]), "scripts/build_artifact.py", f"{CODE}/backends", f"{CODE}/artifacts.py"],
@@ -139,14 +143,13 @@ def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
 
 
 def _cell_stages(params: dict, raw: dict, params_file: str) -> dict:
-    py = f"python scripts/{{}}.py --params {params_file} --quiet"
     cell_items = {f"{c.dataset}-{c.model}-{c.backend}-{c.precision}": dict(c.__dict__) for c in cells(params)}
     log = "${item.dataset}/${item.model}/${item.backend}/${item.precision}.log"
     return {
         "transcribe": {
             "foreach": cell_items,
             "do": _stage(
-                f"{py.format('transcribe')} --dataset ${{item.dataset}} --model ${{item.model}} "
+                f"{_script('transcribe', params_file)} --dataset ${{item.dataset}} --model ${{item.model}} "
                 f"--backend ${{item.backend}} --precision ${{item.precision}} --manifest {_dvc(PATHS['manifest'])} "
                 f"--model-dir {_dvc(PATHS['model'])} --artifact {_dvc(PATHS['artifact'])} "
                 f"--hypotheses {_dvc(PATHS['hypotheses'])} --run {_dvc(PATHS['run'])} --log logs/transcribe/{log}",
@@ -164,7 +167,7 @@ def _cell_stages(params: dict, raw: dict, params_file: str) -> dict:
         "score": {
             "foreach": cell_items,
             "do": _stage(
-                f"{py.format('score')} --hypotheses {_dvc(PATHS['hypotheses'])} --run {_dvc(PATHS['run'])} "
+                f"{_script('score', params_file)} --hypotheses {_dvc(PATHS['hypotheses'])} --run {_dvc(PATHS['run'])} "
                 f"--out {_dvc(PATHS['metrics'])} --log logs/score/{log}",
                 [_dvc(PATHS["hypotheses"]), _dvc(PATHS["run"]), "scripts/score.py", f"{CODE}/metrics/score.py"],
                 [_dvc(PATHS["metrics"])],
@@ -178,7 +181,7 @@ def _report_stage(params: dict, raw: dict, params_file: str) -> dict:
     metrics = metrics_paths(params)
     plot_files = plot_paths(params)
     cmd = (
-        f"python scripts/report.py --params {params_file} --quiet --metrics {' '.join(metrics)} "
+        f"{_script('report', params_file)} --metrics {' '.join(metrics)} "
         f"--csv {path('summary_csv')} --markdown {path('summary_md')} --latex {path('summary_tex')} "
         f"--json {path('summary_json')} --plots {' '.join(plot_files)} --log logs/report.log"
     )

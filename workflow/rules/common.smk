@@ -11,7 +11,7 @@ PARAMS_FILE = workflow.overwrite_configfiles[-1] if workflow.overwrite_configfil
 # works without activating the venv; under `--sdm conda` the env's own `python` is used.
 USES_CONDA = any("conda" in str(method).lower() for method in workflow.deployment_settings.deployment_method)
 PYTHON = "python" if USES_CONDA else sys.executable
-PY = f"{PYTHON} scripts/{{script}}.py --params {PARAMS_FILE} --quiet"
+PY = f"{PYTHON} scripts/{{script}}.py --params {PARAMS_FILE}"
 
 try:
     PARAMS = study_config.validate(config, PARAMS_FILE)
