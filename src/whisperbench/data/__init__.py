@@ -1,0 +1,1 @@
+"""Evaluation data: LibriSpeech (downloaded or local) and an offline synthetic corpus."""
