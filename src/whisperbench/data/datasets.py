@@ -15,7 +15,9 @@ log = logging.getLogger("whisperbench")
 
 def manifest_rows(dataset_id: str, params: dict, corpus_dir: str | None = None) -> list[dict]:
     if dataset_id not in params["datasets"]:
-        raise UserError(f"--dataset {dataset_id}: not a key of datasets in params; known: {', '.join(params['datasets'])}")
+        raise UserError(
+            f"--dataset {dataset_id}: not a key of datasets in params; known: {', '.join(params['datasets'])}"
+        )
     spec = params["datasets"][dataset_id]
     if spec["source"] == "synthetic":
         if not corpus_dir:

