@@ -44,11 +44,20 @@ def _dvc_commands(dvc_yaml: dict) -> set[str]:
     return commands
 
 
+def _as_dvc_writes_it(command: str) -> str:
+    """Snakemake runs scripts with its own interpreter (a venv path); dvc.yaml says `python`."""
+    interpreter, rest = command.split(" ", 1)
+    assert Path(interpreter).name.startswith("python"), command
+    return f"python {rest}"
+
+
 def _snakemake_commands(workdir: Path, *args: str) -> set[str]:
     out = _run([str(BIN / "snakemake"), "-n", "-p", "--forceall", "--cores", "2", *args], workdir)
     prefix = "Shell command: "
     return {
-        line.removeprefix(prefix).strip() for line in out.splitlines() if line.startswith(prefix) and "None" not in line
+        _as_dvc_writes_it(line.removeprefix(prefix).strip())
+        for line in out.splitlines()
+        if line.startswith(prefix) and "None" not in line
     }
 
 

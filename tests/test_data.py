@@ -41,7 +41,7 @@ def test_reads_the_real_sample_in_place(sample_root, monkeypatch):
     assert [r["id"] for r in rows] == ["1089-134686-0000", "1089-134686-0001", "1089-134686-0002"]
     assert rows[1]["reference"] == "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM"
     assert rows[1]["duration_s"] == pytest.approx(3.275, abs=1e-3)
-    assert rows[0]["audio_path"].startswith(str(sample_root))
+    assert rows[0]["audio_path"].startswith(str(sample_root.resolve()))  # read in place, not copied
 
 
 def _fake_subset(root, transcript_line="19-198-0000 HELLO WORLD", audio_bytes=None):
