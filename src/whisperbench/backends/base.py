@@ -7,13 +7,13 @@ A backend module provides:
     side effects;
   * `prepare(hf_dir, precision, options, output_dir) -> dict`: build the artifact for one
     precision into output_dir (export/quantize/save) and return metadata to record;
-  * `load(artifact_dir, options, decoding, threads) -> Transcriber`.
+  * `load(artifact_dir, precision, options, decoding, threads) -> Transcriber`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -24,16 +24,12 @@ class Transcription:
     """One utterance's output and where its time went (milliseconds)."""
 
     text: str
-    n_tokens: int  # generated tokens, prompt and end-of-text excluded
+    n_tokens: int  # decoder steps after the prompt (generated tokens, end-of-text included)
     features_ms: float  # log-mel feature extraction
     encoder_ms: float  # encoder forward pass
     first_token_ms: float  # audio in -> first generated token (features + encoder + first decoder step)
     decode_ms: float  # all decoder steps after the first token
     total_ms: float  # audio in -> text out
-
-    @property
-    def decoder_ms_per_token(self) -> float | None:
-        return self.decode_ms / (self.n_tokens - 1) if self.n_tokens > 1 else None
 
 
 class Transcriber(Protocol):
@@ -63,7 +59,6 @@ class Decoding:
     num_beams: int = 1
     max_new_tokens: int = 128
     timestamps: bool = False
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, decoding: dict) -> Decoding:
