@@ -67,7 +67,3 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def dir_size_bytes(path: str | os.PathLike) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

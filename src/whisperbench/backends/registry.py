@@ -15,7 +15,6 @@ class BackendSpec:
     name: str
     module: str
     precisions: tuple[str, ...]
-    library: str  # the runtime named in tables and provenance
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -32,7 +31,6 @@ BACKENDS: dict[str, BackendSpec] = {
         name="pytorch",
         module="whisperbench.backends.pytorch",
         precisions=("fp32", "bf16", "fp16", "int8", "int4"),
-        library="torch",
     ),
 }
 

@@ -7,6 +7,7 @@ unless the weights are a user's local folder read in place, an `hf/` folder writ
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -168,15 +169,8 @@ def _count_parameters(folder: Path) -> int:
     for weights in folder.glob("*.safetensors"):
         with safe_open(str(weights), framework="np") as handle:
             for name in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
-                total += int(_numel(handle.get_slice(name).get_shape()))
+                total += math.prod(handle.get_slice(name).get_shape())
     return total
-
-
-def _numel(shape) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
 
 
 def fetch(model_id: str, params: dict, output: str | Path) -> dict:
