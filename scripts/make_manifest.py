@@ -1,4 +1,4 @@
-"""Write a dataset's manifest: a deterministic utterance subset (id, audio path, duration, reference)."""
+"""Write a manifest of a dataset or of the calibration set: a deterministic utterance subset with references."""
 
 from whisperbench import cli
 from whisperbench.data import datasets
@@ -8,16 +8,20 @@ from whisperbench.io import write_jsonl
 @cli.cli
 def main(argv=None):
     arguments = cli.parser(__doc__)
-    arguments.add_argument("--dataset", required=True, help="dataset id (a key of datasets in params)")
+    which = arguments.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dataset", help="dataset id (a key of datasets in params)")
+    which.add_argument("--calibration", action="store_true", help="the calibration set (params calibration)")
     arguments.add_argument("--corpus", help="synthetic corpus folder (for synthetic datasets)")
     arguments.add_argument("--out", required=True, help="manifest to write (.jsonl)")
     arguments = arguments.parse_args(argv)
     params = cli.start(arguments)
-    rows = datasets.manifest_rows(arguments.dataset, params, arguments.corpus)
+    if arguments.calibration:
+        rows = datasets.calibration_rows(params, arguments.corpus)
+    else:
+        rows = datasets.manifest_rows(arguments.dataset, params, arguments.corpus)
     write_jsonl(arguments.out, rows)
-    cli.log.info(
-        "%s: %d utterances, %.1f min of audio", arguments.dataset, len(rows), sum(r["duration_s"] for r in rows) / 60
-    )
+    name = arguments.dataset or datasets.CALIBRATION
+    cli.log.info("%s: %d utterances, %.1f min of audio", name, len(rows), sum(r["duration_s"] for r in rows) / 60)
 
 
 if __name__ == "__main__":

@@ -1,51 +1,90 @@
-"""Build one (model, backend, precision) artifact and check it before use.
+"""Build exports and (model, backend, precision) artifacts, and check them before use.
 
-`artifact.json` records the backend's metadata, every file's sha256 and the size on disk, so
-a corrupt or half-copied artifact is detected instead of silently measured.
+Each folder's `artifact.json` records the backend's metadata, every file's sha256 and the size
+on disk, so a corrupt or half-copied file is detected instead of silently measured. A recipe
+that fails (a quantizer that cannot handle a model) leaves a folder whose record says
+`status: failed` and why: its cells are reported as failed and the rest of the study goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 from whisperbench.backends import registry
+from whisperbench.backends.base import BuildContext, Decoding
 from whisperbench.errors import UserError
-from whisperbench.io import atomic_dir, sha256_file, write_json
+from whisperbench.io import atomic_dir, read_jsonl, sha256_file, write_json
 from whisperbench.metrics import provenance
 from whisperbench.models import fetch
 
 MANIFEST = "artifact.json"
+log = logging.getLogger("whisperbench")
 
 
 def _files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST)
 
 
-def build(model_dir: str | Path, model: str, backend: str, precision: str, params: dict, output: str | Path) -> dict:
-    spec = registry.get(backend)
-    module = spec.load_module()
-    options = module.Options.from_params(params["backends"][backend].get("options", {}))
-    source = fetch.read_source(model_dir)
-    with atomic_dir(output) as staging:
-        details = module.prepare(fetch.hf_dir(model_dir), precision, options, staging)
-        files = _files(staging)
-        record = {
-            "model": model,
-            "backend": backend,
-            "precision": precision,
-            "weights_sha256": source["weights_sha256"],
-            "size_bytes": sum(f.stat().st_size for f in files),
-            "files": {str(f.relative_to(staging)): sha256_file(f) for f in files},
-            "built": provenance.now(),
-            **details,
-        }
-        write_json(staging / MANIFEST, record)
+def _context(params: dict) -> BuildContext:
+    return BuildContext(Decoding.from_params(params["decoding"]), params["timing"]["threads"])
+
+
+def _options(backend: str, params: dict):
+    return registry.get(backend).load_module().Options.from_params(params["backends"][backend].get("options", {}))
+
+
+def _seal(staging: Path, record: dict) -> dict:
+    """Add the files' sha256 and total size to `record` and write it as the folder's manifest."""
+    files = _files(staging)
+    record |= {
+        "size_bytes": sum(f.stat().st_size for f in files),
+        "files": {str(f.relative_to(staging)): sha256_file(f) for f in files},
+        "built": provenance.now(),
+    }
+    write_json(staging / MANIFEST, record)
     return record
 
 
+def export(model_dir: str | Path, model: str, backend: str, params: dict, calibration: str | Path, output) -> dict:
+    """The backend's one FP32 export of a model, checked against PyTorch on the calibration clips."""
+    module = registry.get(backend).load_module()
+    source = fetch.read_source(model_dir)
+    rows = read_jsonl(calibration)
+    with atomic_dir(output) as staging:
+        check = module.export(fetch.hf_dir(model_dir), _options(backend, params), _context(params), rows, staging)
+        record = {"model": model, "backend": backend, "weights_sha256": source["weights_sha256"], "check": check}
+        return _seal(staging, record)
+
+
+def build(model_dir: str | Path, model: str, backend: str, precision: str, params: dict, output) -> dict:
+    """One precision's artifact; `model_dir` is the fetched model, or the export for exporting backends."""
+    spec = registry.get(backend)
+    if spec.exports:
+        source_dir, weights = Path(model_dir), verify(model_dir)["weights_sha256"]
+    else:
+        source_dir, weights = fetch.hf_dir(model_dir), fetch.read_source(model_dir)["weights_sha256"]
+    record = {"model": model, "backend": backend, "precision": precision, "weights_sha256": weights}
+    with atomic_dir(output) as staging:
+        try:
+            details = spec.load_module().prepare(
+                source_dir, precision, _options(backend, params), staging, _context(params)
+            )
+            record |= {"status": "ok", **details}
+        except (UserError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as error:  # a recipe that fails for this model: record it, let the other cells go on
+            log.exception("%s/%s/%s: the %s recipe failed", model, backend, precision, precision)
+            for leftover in staging.iterdir():
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            record |= {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+        return _seal(staging, record)
+
+
 def verify(artifact_dir: str | Path) -> dict:
-    """The artifact's record, after checking every file against its recorded sha256."""
+    """The folder's record, after checking every file against its recorded sha256."""
     artifact_dir = Path(artifact_dir)
     manifest = artifact_dir / MANIFEST
     if not manifest.is_file():
@@ -58,3 +97,31 @@ def verify(artifact_dir: str | Path) -> dict:
                 f"{path}: missing or corrupt (sha256 differs from {MANIFEST}); delete {artifact_dir} and re-run"
             )
     return record
+
+
+def looks_changed(folder: str | Path) -> bool:
+    """Cheap check (no hashing): a recorded file is missing, has another size, or is newer than the record."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return True
+    record, sealed = json.loads(manifest.read_text()), manifest.stat().st_mtime
+    paths = [folder / name for name in record["files"]]
+    if not all(p.is_file() for p in paths):
+        return True
+    return sum(p.stat().st_size for p in paths) != record["size_bytes"] or any(
+        p.stat().st_mtime > sealed for p in paths
+    )
+
+
+def remove_if_corrupt(folder: str | Path) -> str | None:
+    """Delete an existing folder whose files fail their sha256 (so the engine rebuilds it); say why."""
+    folder = Path(folder)
+    if not folder.is_dir() or not looks_changed(folder):
+        return None
+    try:
+        verify(folder)
+        return None
+    except UserError as error:
+        shutil.rmtree(folder)
+        return f"{error}; removed it so that it is rebuilt"

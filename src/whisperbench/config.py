@@ -78,6 +78,20 @@ def _check_datasets(params: dict, source: str) -> None:
             )
 
 
+def _check_calibration(params: dict, source: str) -> None:
+    calibration = params["calibration"]
+    if calibration["source"] != "librispeech":
+        return
+    if "subset" not in calibration:
+        raise UserError(f"{source}: calibration.subset is required for source librispeech; e.g. dev-clean")
+    evaluated = {d["subset"] for d in params["datasets"].values() if d["source"] == "librispeech"}
+    if calibration["subset"] in evaluated:
+        raise UserError(
+            f"{source}: calibration.subset: {calibration['subset']} is also evaluated (datasets); calibrate on "
+            "utterances never evaluated, e.g. dev-clean"
+        )
+
+
 def _check_models(params: dict, source: str) -> None:
     from whisperbench.models.registry import MODELS
 
@@ -106,9 +120,19 @@ def _check_backends(params: dict, source: str) -> None:
             if reason:
                 raise UserError(f"{source}: backends.{name}.precisions: {precision} cannot run here: {reason}")
         try:
-            spec.options_class().from_params(backend.get("options", {}))
+            options = spec.options_class().from_params(backend.get("options", {}))
         except (TypeError, ValueError) as error:
             raise UserError(f"{source}: backends.{name}.options: {error}") from None
+        _check_backend_hooks(spec, options, params, source)
+
+
+def _check_backend_hooks(spec, options, params: dict, source: str) -> None:
+    """A backend's own checks of the decoding rules and of this machine (e.g. a CUDA provider)."""
+    module = spec.load_module()
+    if hasattr(module, "decoding_problem") and (problem := module.decoding_problem(params["decoding"])):
+        raise UserError(f"{source}: {problem} (backend {spec.name})")
+    if hasattr(module, "environment_problem") and (problem := module.environment_problem(options)):
+        raise UserError(f"{source}: backends.{spec.name}.options.{problem}")
 
 
 def validate(params: dict, source: str = "params.yaml") -> dict:
@@ -117,6 +141,7 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
         raise UserError(f"{source}: expected a mapping of keys at the top level")
     filled = check_schema(params, source)
     _check_datasets(filled, source)
+    _check_calibration(filled, source)
     _check_models(filled, source)
     _check_backends(filled, source)
     return filled
@@ -142,6 +167,14 @@ def cells(params: dict) -> list[Cell]:
         for backend, spec in params["backends"].items()
         for precision in spec["precisions"]
     )
+
+
+def exports(params: dict) -> list[tuple[str, str]]:
+    """Every (model, backend) export: one per model for each backend that exports before building."""
+    from whisperbench.backends import registry
+
+    exporting = [name for name in params["backends"] if registry.get(name).exports]
+    return sorted((model, backend) for model in params["models"] for backend in exporting)
 
 
 def artifacts(params: dict) -> list[tuple[str, str, str]]:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from whisperbench.config import artifacts, cells
+from whisperbench.backends import registry
+from whisperbench.config import artifacts, cells, exports
 
 # Path patterns shared by both engines ({...} are Snakemake wildcards / DVC ${item.*}).
 PATHS = {
     "params_ok": "data/params.ok",
     "corpus": "data/synthetic/corpus",
     "manifest": "data/manifests/{dataset}.jsonl",
+    "calibration": "data/calibration/manifest.jsonl",
     "model": "data/models/{model}",
+    "export": "data/exports/{model}/{backend}",
     "artifact": "data/artifacts/{model}/{backend}/{precision}",
     "hypotheses": "results/{dataset}/{model}/{backend}/{precision}/hypotheses.jsonl",
     "run": "results/{dataset}/{model}/{backend}/{precision}/run.json",
@@ -45,8 +48,18 @@ def metrics_paths(params: dict) -> list[str]:
     return [path("metrics", **cell.__dict__) for cell in cells(params)]
 
 
+def needs_calibration(params: dict) -> bool:
+    return bool(exports(params))
+
+
 def uses_synthetic(params: dict) -> bool:
-    return any(spec["source"] == "synthetic" for spec in params["datasets"].values())
+    calibration = needs_calibration(params) and params["calibration"]["source"] == "synthetic"
+    return calibration or any(spec["source"] == "synthetic" for spec in params["datasets"].values())
+
+
+def artifact_source(params: dict, model: str, backend: str) -> str:
+    """What a backend's artifacts are built from: its export of the model, or the fetched model."""
+    return path("export" if registry.get(backend).exports else "model", model=model, backend=backend)
 
 
 def _dvc(template: str) -> str:
@@ -113,7 +126,21 @@ def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
     }
     if uses_synthetic(params):
         stages["manifest"]["do"]["deps"].insert(1, path("corpus"))
+    if needs_calibration(params):
+        stages["calibration"] = _calibration_stage(params, raw, params_file)
     return stages
+
+
+def _calibration_stage(params: dict, raw: dict, params_file: str) -> dict:
+    synthetic = params["calibration"]["source"] == "synthetic"
+    corpus = f" --corpus {path('corpus')}" if synthetic else ""
+    return _stage(
+        f"{_script('make_manifest', params_file)} --calibration{corpus} --out {path('calibration')} "
+        "--log logs/manifest/calibration.log",
+        [path("params_ok")] + ([path("corpus")] if synthetic else []) + ["scripts/make_manifest.py", f"{CODE}/data"],
+        [path("calibration")],
+        _present(raw, "calibration", "librispeech"),
+    )
 
 
 def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
@@ -128,17 +155,43 @@ def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
                 _present(raw, "model_source", "model_paths"),
             ),
         },
+        **_export_stage(params, raw, params_file),
         "build_artifact": {
-            "foreach": {f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p} for m, b, p in artifacts(params)},
+            "foreach": {
+                f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p, "source": artifact_source(params, m, b)}
+                for m, b, p in artifacts(params)
+            },
             "do": _stage(
-                f"{_script('build_artifact', params_file)} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
+                f"{_script('build_artifact', params_file)} --model-dir ${{item.source}} --model ${{item.model}} "
                 f"--backend ${{item.backend}} --precision ${{item.precision}} --out {_dvc(PATHS['artifact'])} "
                 "--log logs/build_artifact/${item.model}/${item.backend}/${item.precision}.log",
-                [_dvc(PATHS["model"]), "scripts/build_artifact.py", f"{CODE}/backends", f"{CODE}/artifacts.py"],
+                ["${item.source}", "scripts/build_artifact.py", f"{CODE}/backends", f"{CODE}/artifacts.py"],
                 [_dvc(PATHS["artifact"])],
-                _present(raw, *(f"backends.{b}.options" for b in params["backends"])),
+                _present(raw, "decoding", *(f"backends.{b}.options" for b in params["backends"])),
             ),
         },
+    }
+
+
+def _exporting(params: dict) -> list[str]:
+    return sorted({backend for _, backend in exports(params)})
+
+
+def _export_stage(params: dict, raw: dict, params_file: str) -> dict:
+    if not needs_calibration(params):
+        return {}
+    return {
+        "export": {
+            "foreach": {f"{m}-{b}": {"model": m, "backend": b} for m, b in exports(params)},
+            "do": _stage(
+                f"{_script('export_model', params_file)} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
+                f"--backend ${{item.backend}} --calibration {path('calibration')} --out {_dvc(PATHS['export'])} "
+                "--log logs/export/${item.model}/${item.backend}.log",
+                [_dvc(PATHS["model"]), path("calibration"), "scripts/export_model.py", f"{CODE}/backends"],
+                [_dvc(PATHS["export"])],
+                _present(raw, "decoding", "timing.threads", *(f"backends.{b}.options" for b in _exporting(params))),
+            ),
+        }
     }
 
 

@@ -16,6 +16,7 @@ from whisperbench.backends import registry
 from whisperbench.backends.base import Decoding, Transcription
 from whisperbench.config import Cell
 from whisperbench.data import audio as audio_io
+from whisperbench.errors import UserError
 from whisperbench.io import read_jsonl
 from whisperbench.metrics import provenance
 from whisperbench.models import fetch
@@ -38,6 +39,30 @@ def load_transcriber(cell: Cell, params: dict, artifact_dir: Path):
     return module.load(artifact_dir, cell.precision, options, decoding, params["timing"]["threads"])
 
 
+def _check_disjoint(artifact: dict, utterances: list[dict], manifest: Path) -> None:
+    overlap = sorted(set(artifact.get("calibration_ids", [])) & {u["id"] for u in utterances})
+    if overlap:
+        raise UserError(
+            f"{manifest}: {len(overlap)} utterance(s) (e.g. {overlap[0]}) were used to calibrate this artifact; "
+            "choose a calibration subset that no dataset evaluates (params calibration)"
+        )
+
+
+def _failed_run(cell: Cell, params: dict, source: dict, artifact: dict) -> dict:
+    """The run record of a cell whose artifact recipe failed: nothing to time, the reason kept."""
+    return provenance.record(
+        cell=asdict(cell),
+        status="failed",
+        reason=artifact["reason"],
+        threads=params["timing"]["threads"],
+        warmup=params["timing"]["warmup"],
+        repeats=params["timing"]["repeats"],
+        weights=source,
+        artifact={key: value for key, value in artifact.items() if key != "files"},
+        n_utterances=0,
+    )
+
+
 def transcribe_cell(
     cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress: bool = True
 ):
@@ -48,6 +73,9 @@ def transcribe_cell(
     utterances = read_jsonl(manifest)
     artifact = artifacts.verify(artifact_dir)
     source = fetch.read_source(model_dir)
+    if artifact.get("status") == "failed":
+        return [], _failed_run(cell, params, source, artifact)
+    _check_disjoint(artifact, utterances, manifest)
     load_start = time.perf_counter()
     transcriber = load_transcriber(cell, params, Path(artifact_dir))
     load_s = time.perf_counter() - load_start
@@ -73,6 +101,8 @@ def transcribe_cell(
         )
     run = provenance.record(
         cell=asdict(cell),
+        status="ok",
+        runtime=getattr(transcriber, "runtime", {}),
         threads=timing["threads"],
         warmup=timing["warmup"],
         repeats=timing["repeats"],

@@ -39,3 +39,19 @@ wildcard_constraints:
 
 def script(name):
     return PY.format(script=name)
+
+
+# A cached export or artifact whose files no longer match their recorded sha256 is removed here,
+# before planning, so that this run rebuilds it instead of measuring a corrupt file. Only folders whose
+# files changed size or time since they were sealed are hashed, so this costs nothing on a clean cache.
+def _remove_corrupt_caches():
+    from whisperbench import artifacts
+
+    folders = [dag.path("export", model=m, backend=b) for m, b in study_config.exports(PARAMS)]
+    folders += [dag.path("artifact", model=m, backend=b, precision=p) for m, b, p in study_config.artifacts(PARAMS)]
+    for folder in folders:
+        if message := artifacts.remove_if_corrupt(folder):
+            print(f"whisperbench: {message}", file=sys.stderr)
+
+
+_remove_corrupt_caches()

@@ -31,3 +31,24 @@ rule manifest:
         "logs/manifest/{dataset}.log",
     shell:
         script("make_manifest") + " --dataset {wildcards.dataset}{params.corpus} --out {output.manifest} --log {log}"
+
+
+def calibration_inputs(wildcards):
+    return {"corpus": dag.PATHS["corpus"]} if PARAMS["calibration"]["source"] == "synthetic" else {}
+
+
+rule calibration_manifest:
+    input:
+        unpack(calibration_inputs),
+    output:
+        manifest=dag.PATHS["calibration"],
+    params:
+        spec=PARAMS["calibration"],
+        librispeech=PARAMS["librispeech"],
+        corpus=lambda wildcards, input: f" --corpus {input.corpus}" if "corpus" in input.keys() else "",
+    conda:
+        "../../envs/whisperbench.yaml"
+    log:
+        "logs/manifest/calibration.log",
+    shell:
+        script("make_manifest") + " --calibration{params.corpus} --out {output.manifest} --log {log}"

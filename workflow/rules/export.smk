@@ -1,6 +1,28 @@
-rule build_artifact:
+rule export:
     input:
         model=dag.PATHS["model"],
+        calibration=dag.PATHS["calibration"],
+    output:
+        export=directory(dag.PATHS["export"]),
+    params:
+        options=lambda wildcards: PARAMS["backends"][wildcards.backend].get("options", {}),
+        decoding=PARAMS["decoding"],
+        threads=PARAMS["timing"]["threads"],
+    conda:
+        "../../envs/whisperbench.yaml"
+    log:
+        "logs/export/{model}/{backend}.log",
+    threads: PARAMS["timing"]["threads"]
+    shell:
+        script("export_model")
+        + " --model-dir {input.model} --model {wildcards.model} --backend {wildcards.backend}"
+        + " --calibration {input.calibration} --out {output.export} --log {log}"
+
+
+rule build_artifact:
+    input:
+        # the fetched model, or the backend's export of it (exporting backends such as onnxruntime)
+        model=lambda wildcards: dag.artifact_source(PARAMS, wildcards.model, wildcards.backend),
     output:
         artifact=directory(dag.PATHS["artifact"]),
     params:

@@ -5,9 +5,17 @@ A backend module provides:
   * `unsupported_reason(precision) -> str | None`: why a precision cannot run on this machine;
   * `Options`: a frozen dataclass of its params (`backends.<name>.options`), validated without
     side effects;
-  * `prepare(hf_dir, precision, options, output_dir) -> dict`: build the artifact for one
-    precision into output_dir (export/quantize/save) and return metadata to record;
+  * `prepare(source_dir, precision, options, output_dir, context) -> dict`: build the artifact for
+    one precision into output_dir (convert/quantize/save) and return metadata to record; the
+    source is the fetched HF folder, or the backend's export when it has one;
   * `load(artifact_dir, precision, options, decoding, threads) -> Transcriber`.
+
+A backend whose registry entry says `exports=True` also provides
+  * `export(hf_dir, options, context, check_rows, output_dir) -> dict`: one FP32 export per model,
+    shared by all its precisions, checked against PyTorch on `check_rows` (the calibration
+    utterances, which the export keeps for calibrated recipes); the returned check is recorded.
+Optional hooks, called at params validation: `decoding_problem(decoding) -> str | None` and
+`environment_problem(options) -> str | None`.
 """
 
 from __future__ import annotations
@@ -63,3 +71,11 @@ class Decoding:
     @classmethod
     def from_params(cls, decoding: dict) -> Decoding:
         return cls(**decoding)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a build may need besides its source: the decoding rules (calibration runs) and threads."""
+
+    decoding: Decoding
+    threads: int

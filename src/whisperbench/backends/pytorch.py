@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whisperbench.backends.base import BackendOptions, Decoding, Transcription
+from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, Transcription
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 _FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -76,8 +76,8 @@ def _library_version(precision: str) -> str:
     return f"{package} {version(package)}"
 
 
-def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path) -> dict:
-    """Convert/quantize the fp32 HF model and save what `load` reads back."""
+def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
+    """Convert/quantize the fp32 HF model and save what `load` reads back (`context` is not needed here)."""
     import torch
     from transformers import WhisperForConditionalGeneration
 

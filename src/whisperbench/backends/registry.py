@@ -15,6 +15,7 @@ class BackendSpec:
     name: str
     module: str
     precisions: tuple[str, ...]
+    exports: bool = False  # True: one export per model (rule `export`) feeds every precision's build
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -31,6 +32,12 @@ BACKENDS: dict[str, BackendSpec] = {
         name="pytorch",
         module="whisperbench.backends.pytorch",
         precisions=("fp32", "bf16", "fp16", "int8", "int4"),
+    ),
+    "onnxruntime": BackendSpec(
+        name="onnxruntime",
+        module="whisperbench.backends.onnxruntime",
+        precisions=("fp32", "fp16", "int8_dynamic", "int8_static", "int4"),
+        exports=True,
     ),
 }
 

@@ -24,6 +24,7 @@ CPU_FLAGS = (
     "avx2",
     "avx512f",
     "avx512_vnni",
+    "avx_vnni",
     "avx512_bf16",
     "avx512_fp16",
     "amx_bf16",

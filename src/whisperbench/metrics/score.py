@@ -56,7 +56,26 @@ def speed(rows: list[dict]) -> dict:
     }
 
 
+def failed(run: dict) -> dict:
+    """A cell whose artifact could not be built: kept in the table with the reason, no numbers."""
+    return {
+        **run["cell"],
+        "synthetic": run.get("synthetic", False),
+        "status": f"failed: {run['reason']}",
+        "n_utterances": 0,
+        "wer": None,
+        "size_mb": None,
+        "library": run["artifact"].get("library"),
+        "n_parameters": run["weights"].get("n_parameters"),
+        "threads": run["threads"],
+        "repeats": run["repeats"],
+        "warmup": run["warmup"],
+    }
+
+
 def score(rows: list[dict], run: dict) -> dict:
+    if run.get("status") == "failed":
+        return failed(run)
     cell, artifact = run["cell"], run["artifact"]
     return {
         **cell,

@@ -1,0 +1,188 @@
+"""Whisper as two ONNX graphs, and the precision recipes that rewrite them.
+
+* `encoder.onnx`: input_features → encoder_hidden_states plus every decoder layer's cross-attention
+  keys/values (computed once per utterance, as ONNX Runtime's own Whisper export does).
+* `decoder.onnx`: one token step with the self-attention cache: input_ids [1, 1], past_key_i /
+  past_value_i [1, heads, past, head_dim] (past may be 0), cross_key_i / cross_value_i →
+  logits, present_key_i / present_value_i. One graph for every step, so there is no `If`
+  subgraph for the quantizers to miss and no duplicated weights.
+
+Exported with `torch.onnx` (dynamo) from the transformers model: optimum-onnx pins transformers < 5.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ENCODER = "encoder.onnx"
+DECODER = "decoder.onnx"
+GRAPHS = (ENCODER, DECODER)
+OPSET = 18
+# Above this many bytes of weights a graph must keep its tensors in an external .data file (protobuf limit 2 GB).
+EXTERNAL_DATA_BYTES = 1_800_000_000
+
+
+def _wrappers(model):
+    import torch
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    layers = model.model.decoder.layers
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_features):
+            hidden = self.model.model.encoder(input_features).last_hidden_state
+            outputs = [hidden]
+            for layer in layers:
+                attention = layer.encoder_attn
+                shape = (hidden.shape[0], -1, attention.num_heads, attention.head_dim)
+                outputs.append(attention.k_proj(hidden).view(shape).transpose(1, 2))
+                outputs.append(attention.v_proj(hidden).view(shape).transpose(1, 2))
+            return tuple(outputs)
+
+    class DecoderStep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, past_keys, past_values, cross_keys, cross_values):
+            # transformers 5 takes only Cache objects: rebuild one from the flat tensors.
+            self_cache, cross_cache = DynamicCache(), DynamicCache()
+            for index in range(len(layers)):
+                self_cache.update(past_keys[index], past_values[index], index)
+                cross_cache.update(cross_keys[index], cross_values[index], index)
+            past_length = past_keys[0].shape[2]
+            positions = (torch.arange(input_ids.shape[1]) + past_length).unsqueeze(0)
+            output = self.model.model.decoder(
+                input_ids=input_ids,
+                encoder_hidden_states=cross_keys[0],
+                past_key_values=EncoderDecoderCache(self_cache, cross_cache),
+                position_ids=positions,
+                use_cache=True,
+            )
+            cache = output.past_key_values.self_attention_cache
+            logits = self.model.proj_out(output.last_hidden_state)
+            return (logits, *[layer.keys for layer in cache.layers], *[layer.values for layer in cache.layers])
+
+    return Encoder().eval(), DecoderStep().eval()
+
+
+def io_names(n_layers: int) -> dict[str, list[str]]:
+    per_layer = range(n_layers)
+    return {
+        "encoder_out": ["encoder_hidden_states"]
+        + [f"cross_{kind}_{i}" for i in per_layer for kind in ("key", "value")],
+        "decoder_in": ["input_ids"]
+        + [f"past_key_{i}" for i in per_layer]
+        + [f"past_value_{i}" for i in per_layer]
+        + [f"cross_key_{i}" for i in per_layer]
+        + [f"cross_value_{i}" for i in per_layer],
+        "decoder_out": ["logits"] + [f"present_key_{i}" for i in per_layer] + [f"present_value_{i}" for i in per_layer],
+    }
+
+
+def export(model, output_dir: Path, opset: int = OPSET) -> None:
+    """Write encoder.onnx and decoder.onnx for an fp32 WhisperForConditionalGeneration."""
+    import torch
+
+    config = model.config
+    n_layers, heads = config.decoder_layers, config.decoder_attention_heads
+    head_dim = config.d_model // heads
+    names = io_names(n_layers)
+    external = sum(p.numel() for p in model.parameters()) * 4 > EXTERNAL_DATA_BYTES
+    encoder, decoder = _wrappers(model)
+    features = torch.zeros(1, config.num_mel_bins, 2 * config.max_source_positions)
+    frames = config.max_source_positions
+
+    # Distinct tensors for every input: torch.export wires aliased example inputs to one graph input.
+    def examples(length):
+        return [torch.randn(1, heads, length, head_dim) for _ in range(n_layers)]
+
+    past = torch.export.Dim("past", min=0, max=config.max_target_positions - 1)
+    with torch.no_grad():
+        torch.onnx.export(
+            encoder,
+            (features,),
+            output_dir / ENCODER,
+            input_names=["input_features"],
+            output_names=names["encoder_out"],
+            dynamo=True,
+            opset_version=opset,
+            external_data=external,
+            verbose=False,
+        )
+        torch.onnx.export(
+            decoder,
+            (torch.zeros(1, 1, dtype=torch.long), examples(3), examples(3), examples(frames), examples(frames)),
+            output_dir / DECODER,
+            input_names=names["decoder_in"],
+            output_names=names["decoder_out"],
+            dynamo=True,
+            dynamic_shapes={
+                "input_ids": None,
+                "past_keys": [{2: past}] * n_layers,
+                "past_values": [{2: past}] * n_layers,
+                "cross_keys": [None] * n_layers,
+                "cross_values": [None] * n_layers,
+            },
+            opset_version=opset,
+            external_data=external,
+            verbose=False,
+        )
+
+
+def untie_transposed_weights(model) -> list[str]:
+    """Replace Transpose(initializer) by a transposed initializer; returns the new names.
+
+    The exporter keeps Whisper's tied output projection as Transpose(token embedding). A
+    quantizer only quantizes MatMuls whose weight is an initializer, so without this the
+    largest matrix of the decoder would stay in float.
+    """
+    from onnx import numpy_helper
+
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    created = []
+    for node in list(model.graph.node):
+        if node.op_type != "Transpose" or node.input[0] not in initializers:
+            continue
+        array = numpy_helper.to_array(initializers[node.input[0]])
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        transposed = array.transpose(perm) if perm else array.T
+        model.graph.initializer.append(numpy_helper.from_array(transposed.copy(), node.output[0]))
+        model.graph.node.remove(node)
+        created.append(node.output[0])
+    return created
+
+
+def float_only_nodes(model) -> list[str]:
+    """Nodes that stay in float in the INT8 recipes.
+
+    * MatMuls with no constant input: attention scores and context (activation × activation),
+      whose dynamic ranges per utterance make int8 lose the most accuracy;
+    * Gathers of the position tables (encoder `embed_positions`): tiny, and every frame uses them.
+    """
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        constant_inputs = [name for name in node.input if name in initializers]
+        attention = node.op_type == "MatMul" and not constant_inputs
+        positions = node.op_type in ("Gather", "GatherND") and any("position" in name for name in constant_inputs)
+        if attention or positions:
+            keep.append(node.name)
+    return keep
+
+
+def load(path: Path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def save(model, path: Path) -> None:
+    import onnx
+
+    large = sum(len(tensor.raw_data) for tensor in model.graph.initializer) > EXTERNAL_DATA_BYTES
+    onnx.save_model(model, str(path), save_as_external_data=large, location=path.name + ".data")
