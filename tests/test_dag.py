@@ -70,7 +70,8 @@ def test_committed_dvc_yaml_is_generated_from_params():
 def test_both_engines_plan_the_same_commands():
     dvc_commands = _dvc_commands(yaml.safe_load((REPO / "dvc.yaml").read_text()))
     assert _snakemake_commands(REPO) == dvc_commands
-    assert len(dvc_commands) == 2 + 2 + 10 + 20 + 20 + 1  # manifests, models, artifacts, transcribe, score, report
+    # manifests (2 datasets + calibration), models, exports, artifacts, transcribe, score, report
+    assert len(dvc_commands) == 3 + 2 + 2 + 20 + 40 + 40 + 1
 
 
 def _workspace(tmp_path: Path, name: str) -> Path:
@@ -108,6 +109,11 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     jobs = set(re.findall(r"^rule (\w+):", planned, flags=re.MULTILINE))
     assert jobs == {"manifest", "transcribe", "score", "report", "all"}, planned
 
+    _corrupt(snake / INT8_ONNX)
+    planned = _run([str(BIN / "snakemake"), "--cores", "2", "-n"], snake)
+    assert "corrupt" in planned and "removed it so that it is rebuilt" in planned, planned
+    assert "build_artifact" in set(re.findall(r"^rule (\w+):", planned, flags=re.MULTILINE)), planned
+
     dvc = _workspace(tmp_path, "dvc")
     _run([str(BIN / "dvc"), "init", "--no-scm", "-q"], dvc)
     _run([str(BIN / "dvc"), "repro"], dvc)
@@ -120,3 +126,17 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     rerun = _run([str(BIN / "dvc"), "repro"], dvc)
     stages = set(re.findall(r"Running stage '([\w]+)", rerun))
     assert stages == {"validate", "manifest", "transcribe", "score", "report"}, rerun
+
+    _corrupt(dvc / INT8_ONNX)  # DVC sees the changed output and rebuilds that artifact
+    rerun = _run([str(BIN / "dvc"), "repro"], dvc)
+    assert "Running stage 'build_artifact@tiny.en-onnxruntime-int8_dynamic'" in rerun, rerun
+
+
+INT8_ONNX = "data/artifacts/tiny.en/onnxruntime/int8_dynamic/decoder.onnx"
+
+
+def _corrupt(path: Path) -> None:
+    path.chmod(0o644)  # DVC may have made cached files read-only
+    with open(path, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"corrupt")

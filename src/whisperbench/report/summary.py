@@ -26,6 +26,20 @@ COLUMNS = {
 }
 
 
+NUMERIC = {
+    "wer",
+    "n_parameters",
+    "size_mb",
+    "rtf",
+    "rtfx",
+    "encoder_ms",
+    "first_token_ms",
+    "decoder_ms_per_token",
+    "peak_rss_mb",
+    "n_utterances",
+}
+
+
 def load_metrics(paths: list[str | Path]):
     import pandas as pd
 
@@ -35,7 +49,12 @@ def load_metrics(paths: list[str | Path]):
 
 def table(metrics, baseline_precision: str = "fp32"):
     """The summary table: WER in %, ΔWER against the baseline precision of the same model/backend/dataset."""
-    frame = metrics.copy()
+    import pandas as pd
+
+    # Failed cells (status "failed: <reason>") have no numbers: their columns are missing or None.
+    frame = metrics.reindex(columns=sorted(set(metrics.columns) | NUMERIC)).copy()
+    for column in NUMERIC:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["wer_pct"] = frame["wer"] * 100
     frame["params_m"] = frame["n_parameters"] / 1e6
     baseline = frame[frame["precision"] == baseline_precision].set_index(["dataset", "model", "backend"])["wer_pct"]
@@ -48,7 +67,7 @@ def table(metrics, baseline_precision: str = "fp32"):
         for d, s in zip(frame["dataset"], frame["synthetic"], strict=True)
     ]
     frame = frame.sort_values(["dataset", "model", "backend", "size_mb"], ascending=[True, True, True, False])
-    return frame[list(COLUMNS)].reset_index(drop=True)
+    return frame.reindex(columns=list(COLUMNS)).reset_index(drop=True)
 
 
 def _rounded(frame):

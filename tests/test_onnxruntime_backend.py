@@ -1,0 +1,165 @@
+"""ONNX Runtime backend: export parity with PyTorch, every precision on a real clip, bad options, bad caches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params
+
+from whisperbench import artifacts, config
+from whisperbench.config import Cell
+from whisperbench.errors import UserError
+from whisperbench.io import write_jsonl
+
+ONNX = {"precisions": ["fp32", "fp16", "int8_dynamic", "int8_static", "int4"]}
+
+
+def onnx_params(**options) -> dict:
+    return config.validate(minimal_params(backends={"onnxruntime": {**ONNX, "options": options}}))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"graph_optimization_level": "fast"}, r"graph_optimization_level: 'fast' is not allowed; allowed: disable, basic"),
+        ({"int4_block_size": 48}, r"int4_block_size: 48 is not allowed; allowed: 16, 32"),
+        ({"intra_threads": 4}, r"'intra_threads' was unexpected\); allowed keys: calibration_method"),
+        ({"execution_provider": "tensorrt"}, r"execution_provider: 'tensorrt' is not allowed; allowed: cpu, cuda"),
+    ],
+)
+def test_bad_session_option_is_one_line_naming_it(options, message):
+    with pytest.raises(UserError, match=rf"backends\.onnxruntime\.options: .*{message}"):
+        onnx_params(**options)
+
+
+def test_cuda_is_rejected_where_this_build_lacks_it():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime build has CUDA")
+    with pytest.raises(
+        UserError, match=r"options\.execution_provider: cuda is not available .*install onnxruntime-gpu"
+    ):
+        onnx_params(execution_provider="cuda")
+
+
+def test_beam_search_is_rejected_for_onnxruntime():
+    params = minimal_params(backends={"onnxruntime": ONNX}, decoding={"num_beams": 4})
+    with pytest.raises(UserError, match=r"decoding.num_beams: onnxruntime decodes greedily"):
+        config.validate(params)
+
+
+def test_unsupported_precision_lists_the_supported_ones():
+    params = minimal_params(backends={"onnxruntime": {"precisions": ["bf16"]}})
+    with pytest.raises(UserError, match=r"supported: fp32, fp16, int8_dynamic, int8_static, int4"):
+        config.validate(params)
+
+
+def test_calibrating_on_an_evaluated_subset_is_refused():
+    params = minimal_params(
+        datasets={"dev": {"source": "librispeech", "subset": "dev-clean"}},
+        calibration={"source": "librispeech", "subset": "dev-clean"},
+    )
+    with pytest.raises(UserError, match=r"calibration.subset: dev-clean is also evaluated"):
+        config.validate(params)
+
+
+# ---------------------------------------------------------------- real model, real clip
+
+
+@pytest.fixture(scope="module")
+def clip_row(sample_root, tmp_path_factory):
+    speaker, chapter, _ = CLIP_ID.split("-")
+    path = sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"
+    manifest = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
+    write_jsonl(manifest, [{"id": CLIP_ID, "audio_path": str(path), "reference": "unused"}])
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def export_dir(tiny_en_dir, clip_row, tmp_path_factory):
+    output = tmp_path_factory.mktemp("export") / "tiny.en"
+    artifacts.export(tiny_en_dir, "tiny.en", "onnxruntime", onnx_params(), clip_row, output)
+    return output
+
+
+@pytest.mark.slow
+def test_export_matches_pytorch_and_keeps_its_check(export_dir):
+    record = artifacts.verify(export_dir)
+    check = json.loads((export_dir / "export_check.json").read_text())
+    assert record["check"] == check
+    assert check["identical_transcripts"] == check["utterances"] == 1
+    assert check["encoder_max_abs_diff"] < 1e-2
+    assert {"encoder.onnx", "decoder.onnx", "calibration.jsonl"} <= set(record["files"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("precision", "max_word_errors"),
+    # int8_static: static (per-tensor uint8) encoder activations lose most of this clip
+    # (" stuff."), a measured property of the recipe that the study reports as its WER.
+    [("fp32", 0), ("fp16", 0), ("int8_dynamic", 2), ("int8_static", 7), ("int4", 3)],
+)
+def test_each_precision_builds_and_transcribes_the_clip(export_dir, clip, tmp_path, precision, max_word_errors):
+    import jiwer
+
+    from whisperbench.evaluate import load_transcriber
+
+    params = onnx_params()
+    output = tmp_path / precision
+    record = artifacts.build(export_dir, "tiny.en", "onnxruntime", precision, params, output)
+    assert record["status"] == "ok", record.get("reason")
+    assert record["size_bytes"] > 1e6
+    fp32_size = sum((export_dir / name).stat().st_size for name in ("encoder.onnx", "decoder.onnx"))
+    if precision != "fp32":
+        assert record["size_bytes"] < fp32_size
+    result = load_transcriber(Cell("clip", "tiny.en", "onnxruntime", precision), params, output).transcribe(clip)
+    assert "stuff" in result.text.lower()
+    errors = jiwer.process_words(TINY_EN_FP32_TEXT.lower(), result.text.lower())
+    assert errors.substitutions + errors.deletions + errors.insertions <= max_word_errors, result.text
+    if precision == "fp32":
+        assert result.text == TINY_EN_FP32_TEXT
+    assert 0 < result.encoder_ms < result.first_token_ms <= result.total_ms and result.n_tokens > 3
+    if precision == "int8_static":
+        assert record["calibration_ids"] == [CLIP_ID]
+
+
+@pytest.mark.slow
+def test_a_corrupt_onnx_file_is_detected_and_removed(export_dir, tmp_path):
+    output = tmp_path / "fp32"
+    artifacts.build(export_dir, "tiny.en", "onnxruntime", "fp32", onnx_params(), output)
+    with open(output / "decoder.onnx", "r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"flipped")
+    with pytest.raises(UserError, match=r"decoder.onnx: missing or corrupt \(sha256 differs"):
+        artifacts.verify(output)
+    assert "removed it so that it is rebuilt" in artifacts.remove_if_corrupt(output)
+    assert not output.exists()
+
+
+@pytest.mark.slow
+def test_a_failing_recipe_marks_its_cell_failed_and_the_rest_goes_on(export_dir, tiny_en_dir, tmp_path, monkeypatch):
+    from whisperbench.backends import onnxruntime as backend
+    from whisperbench.evaluate import transcribe_cell
+    from whisperbench.metrics.score import score
+    from whisperbench.report.summary import table
+
+    def broken(*_):
+        raise RuntimeError("MatMulNBits cannot quantize this graph")
+
+    monkeypatch.setitem(backend.RECIPES, "int4", broken)
+    params = onnx_params()
+    record = artifacts.build(export_dir, "tiny.en", "onnxruntime", "int4", params, tmp_path / "int4")
+    assert record["status"] == "failed" and "MatMulNBits cannot" in record["reason"]
+    manifest = tmp_path / "eval.jsonl"
+    write_jsonl(manifest, [])
+    cell = Cell("clip", "tiny.en", "onnxruntime", "int4")
+    rows, run = transcribe_cell(cell, params, manifest, tiny_en_dir, tmp_path / "int4")
+    assert rows == [] and run["status"] == "failed"
+    metrics = score(rows, run)
+    assert metrics["status"].startswith("failed: RuntimeError: MatMulNBits cannot")
+    import pandas as pd
+
+    summary = table(pd.DataFrame([metrics]))
+    assert summary.loc[0, "status"].startswith("failed") and pd.isna(summary.loc[0, "wer_pct"])
