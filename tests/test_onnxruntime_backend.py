@@ -22,7 +22,7 @@ def onnx_params(**options) -> dict:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"graph_optimization_level": "fast"}, r"graph_optimization_level: 'fast' is not allowed; allowed: disable, basic"),
+        ({"graph_optimization_level": "fast"}, r"graph_optimization_level: 'fast' is not allowed; allowed: disable"),
         ({"int4_block_size": 48}, r"int4_block_size: 48 is not allowed; allowed: 16, 32"),
         ({"intra_threads": 4}, r"'intra_threads' was unexpected\); allowed keys: calibration_method"),
         ({"execution_provider": "tensorrt"}, r"execution_provider: 'tensorrt' is not allowed; allowed: cpu, cuda"),
@@ -120,7 +120,7 @@ def test_each_precision_builds_and_transcribes_the_clip(export_dir, clip, tmp_pa
     assert errors.substitutions + errors.deletions + errors.insertions <= max_word_errors, result.text
     if precision == "fp32":
         assert result.text == TINY_EN_FP32_TEXT
-    assert 0 < result.encoder_ms < result.first_token_ms <= result.total_ms and result.n_tokens > 3
+    assert 0 < result.encoder_ms < result.first_token_ms <= result.total_ms and result.n_tokens >= 3
     if precision == "int8_static":
         assert record["calibration_ids"] == [CLIP_ID]
 
