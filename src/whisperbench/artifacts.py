@@ -100,7 +100,7 @@ def verify(artifact_dir: str | Path) -> dict:
 
 
 def looks_changed(folder: str | Path) -> bool:
-    """Cheap check (no hashing): a recorded file is missing, has another size, or is newer than the record."""
+    """Cheap check (no hashing): a recorded file is missing, has another size, or is not older than the record."""
     folder = Path(folder)
     manifest = folder / MANIFEST
     if not manifest.is_file():
