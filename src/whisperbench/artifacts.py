@@ -110,7 +110,7 @@ def looks_changed(folder: str | Path) -> bool:
     if not all(p.is_file() for p in paths):
         return True
     return sum(p.stat().st_size for p in paths) != record["size_bytes"] or any(
-        p.stat().st_mtime > sealed for p in paths
+        p.stat().st_mtime >= sealed for p in paths
     )
 
 
