@@ -32,11 +32,11 @@ dvc.yaml: venv
 	$(BIN)/python -m whisperbench.dag --params params.yaml --out dvc.yaml
 
 test: venv
-	$(BIN)/ruff check src scripts tests
+	$(BIN)/ruff check src scripts tests benchmarks
 	$(BIN)/pytest -ra
 
 lint: venv
-	$(BIN)/ruff check src scripts tests
+	$(BIN)/ruff check src scripts tests benchmarks
 
 clean:
 	rm -rf results logs .snakemake data/params.ok
