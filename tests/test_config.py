@@ -10,7 +10,10 @@ def test_default_params_are_valid_and_define_the_study():
     params = config.load(REPO / "params.yaml")
     cells = config.cells(params)
     assert {c.model for c in cells} == {"tiny.en", "base"}
-    assert {c.precision for c in cells} == {"fp32", "bf16", "fp16", "int8", "int4"}
+    precisions = {(c.backend, c.precision) for c in cells}
+    assert {p for b, p in precisions if b == "pytorch"} == {"fp32", "bf16", "fp16", "int8", "int4"}
+    assert {p for b, p in precisions if b == "onnxruntime"} == {"fp32", "fp16", "int8_dynamic", "int8_static", "int4"}
+    assert params["calibration"]["subset"] == "dev-clean"
     assert params["decoding"]["num_beams"] == 1 and params["decoding"]["timestamps"] is False
 
 
