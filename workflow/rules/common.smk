@@ -1,4 +1,5 @@
 # Validation and path helpers shared by the rules. Stops before any job on a bad param.
+import json
 import sys
 
 from whisperbench import config as study_config
