@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from whisperbench import config, dag
+from whisperbench import artifacts, config, dag
 
 BIN = Path(sys.executable).parent
 ENV_PATH = f"{BIN}:/usr/bin:/bin"
@@ -127,9 +127,10 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     stages = set(re.findall(r"Running stage '([\w]+)", rerun))
     assert stages == {"validate", "manifest", "transcribe", "score", "report"}, rerun
 
-    _corrupt(dvc / INT8_ONNX)  # DVC sees the changed output and rebuilds that artifact
+    _corrupt(dvc / INT8_ONNX)  # DVC sees the changed output and restores the good copy from its cache
     rerun = _run([str(BIN / "dvc"), "repro"], dvc)
-    assert "Running stage 'build_artifact@tiny.en-onnxruntime-int8_dynamic'" in rerun, rerun
+    assert "Stage 'build_artifact@tiny.en-onnxruntime-int8_dynamic' is cached" in rerun, rerun
+    artifacts.verify((dvc / INT8_ONNX).parent)
 
 
 INT8_ONNX = "data/artifacts/tiny.en/onnxruntime/int8_dynamic/decoder.onnx"
