@@ -85,3 +85,17 @@ def test_pareto_front():
     points = [(10, 5.0), (20, 4.0), (30, 4.5), (40, 3.0), (15, 6.0)]
     assert plots.pareto_front(points, maximize_y=False) == [(10, 5.0), (20, 4.0), (40, 3.0)]
     assert plots.pareto_front([(10, 1.0), (20, 3.0), (30, 2.0)], maximize_y=True) == [(10, 1.0), (20, 3.0)]
+
+
+def test_labels_of_points_at_one_place_do_not_share_a_slot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots()
+    axis.scatter([100, 100, 300], [5, 5, 9])
+    plots._place_labels(axis, [(100, 5, "tiny.en fp32"), (100, 5, "tiny.en fp32"), (300, 9, "base fp32")])
+    offsets = [text.xyann for text in axis.texts]
+    assert len(axis.texts) == 3 and offsets[0] != offsets[1]
+    plt.close(figure)

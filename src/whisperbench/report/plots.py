@@ -17,11 +17,58 @@ def pareto_front(points: list[tuple[float, float]], maximize_y: bool) -> list[tu
     return front
 
 
-def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: list[str]) -> None:
+LABEL_POINTS = 7
+# Where a label may sit around its point (offset in points, horizontal alignment), tried in order.
+LABEL_SLOTS = (
+    (4, 3, "left"),
+    (4, -10, "left"),
+    (-4, 3, "right"),
+    (-4, -10, "right"),
+    (0, 7, "center"),
+    (0, -15, "center"),
+)
+
+
+def _label_box(anchor, slot, text: str) -> tuple[float, float, float, float]:
+    """Approximate box (points) of `text` placed at `slot` around `anchor`: x0, y0, x1, y1."""
+    dx, dy, align = slot
+    width, height = 0.55 * LABEL_POINTS * len(text), LABEL_POINTS
+    x0 = anchor[0] + dx - {"left": 0, "center": width / 2, "right": width}[align]
+    return x0, anchor[1] + dy, x0 + width, anchor[1] + dy + height
+
+
+def _overlaps(box, other) -> bool:
+    return box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]
+
+
+def _place_labels(axis, labels: list[tuple[float, float, str]]) -> None:
+    """Label every point in the slot that stays inside the axes and overlaps the fewest labels already
+    placed (cells of two backends often share a size and a WER; their labels would print on each other)."""
+    points_per_pixel = 72 / axis.figure.dpi
+    frame = [value * points_per_pixel for value in axis.bbox.extents]
+    placed = []
+    for x, y, text in labels:
+        anchor = [value * points_per_pixel for value in axis.transData.transform((x, y))]
+        boxes = [_label_box(anchor, slot, text) for slot in LABEL_SLOTS]
+
+        def cost(index, boxes=boxes):
+            box = boxes[index]
+            outside = box[0] < frame[0] or box[2] > frame[2] or box[1] < frame[1] or box[3] > frame[3]
+            return (outside, sum(_overlaps(box, other) for other in placed), index)
+
+        choice = min(range(len(boxes)), key=cost)
+        placed.append(boxes[choice])
+        dx, dy, align = LABEL_SLOTS[choice]
+        axis.annotate(text, (x, y), fontsize=LABEL_POINTS, xytext=(dx, dy), textcoords="offset points", ha=align)
+
+
+def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: list[str]) -> list:
+    """Draw the points and the frontier; return the labels to place once the layout is final."""
     import matplotlib.pyplot as plt
 
     colors = plt.get_cmap("tab10")
     valid = frame.dropna(subset=["size_mb", y])
+    axis.set_xscale("log")
     for row in valid.itertuples(index=False):
         axis.scatter(
             row.size_mb,
@@ -31,19 +78,12 @@ def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: l
             color=colors(models.index(row.model) % 10),
             marker=MARKERS[backends.index(row.backend) % len(MARKERS)],
         )
-        axis.annotate(
-            f"{row.model} {row.precision}",
-            (row.size_mb, getattr(row, y)),
-            fontsize=7,
-            xytext=(4, 3),
-            textcoords="offset points",
-        )
     front = pareto_front(list(zip(valid["size_mb"], valid[y], strict=False)), maximize_y)
     if front:
         xs, ys = zip(*front, strict=False)
         axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2, label="Pareto frontier")
-    axis.set_xscale("log")
     axis.grid(True, which="both", alpha=0.3)
+    return [(row.size_mb, getattr(row, y), f"{row.model} {row.precision}") for row in valid.itertuples()]
 
 
 def _legend_handles(models: list[str], backends: list[str]):
@@ -69,14 +109,17 @@ def plot(frame, y: str, ylabel: str, maximize_y: bool, title: str, outputs: list
     datasets = sorted(frame["dataset"].unique())
     models, backends = sorted(frame["model"].unique()), sorted(frame["backend"].unique())
     figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    labels = {}
     for axis, dataset in zip(axes[0], datasets, strict=False):
-        _panel(axis, frame[frame["dataset"] == dataset], y, maximize_y, models, backends)
+        labels[axis] = _panel(axis, frame[frame["dataset"] == dataset], y, maximize_y, models, backends)
         axis.set_title(dataset, fontsize=10)
         axis.set_xlabel("size on disk (MB, log scale)")
         axis.set_ylabel(ylabel)
     figure.legend(handles=_legend_handles(models, backends), loc="lower center", ncol=6, fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=11)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
+    for axis, axis_labels in labels.items():
+        _place_labels(axis, axis_labels)
     for output in outputs:
         from whisperbench.io import atomic_path
 
