@@ -5,10 +5,7 @@ from whisperbench import artifacts, cli
 
 @cli.cli
 def main(argv=None):
-    arguments = cli.parser(__doc__)
-    arguments.add_argument("--model-dir", required=True, help="fetched model folder")
-    arguments.add_argument("--model", required=True)
-    arguments.add_argument("--backend", required=True)
+    arguments = cli.model_arguments(cli.parser(__doc__))
     arguments.add_argument("--calibration", required=True, help="calibration manifest (.jsonl): check clips")
     arguments.add_argument("--out", required=True, help="export folder to write")
     arguments = arguments.parse_args(argv)

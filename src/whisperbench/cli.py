@@ -24,6 +24,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return arguments
 
 
+def model_arguments(arguments: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments naming what a build step starts from: the fetched model, its id and the backend."""
+    arguments.add_argument("--model-dir", required=True, help="fetched model folder")
+    arguments.add_argument("--model", required=True)
+    arguments.add_argument("--backend", required=True)
+    return arguments
+
+
 def start(arguments: argparse.Namespace) -> dict:
     """Set up logging (console + the step's log file) and return the validated params."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
