@@ -1,4 +1,4 @@
-"""Write a manifest of a dataset or of the calibration set: a deterministic utterance subset with references."""
+"""Write a manifest: a dataset's evaluated subset, its timed subset (--timing), or the calibration set."""
 
 from whisperbench import cli
 from whisperbench.data import datasets
@@ -11,12 +11,15 @@ def main(argv=None):
     which = arguments.add_mutually_exclusive_group(required=True)
     which.add_argument("--dataset", help="dataset id (a key of datasets in params)")
     which.add_argument("--calibration", action="store_true", help="the calibration set (params calibration)")
+    arguments.add_argument("--timing", action="store_true", help="the dataset's timed subset (timing.utterances)")
     arguments.add_argument("--corpus", help="synthetic corpus folder (for synthetic datasets)")
     arguments.add_argument("--out", required=True, help="manifest to write (.jsonl)")
     arguments = arguments.parse_args(argv)
     params = cli.start(arguments)
     if arguments.calibration:
         rows = datasets.calibration_rows(params, arguments.corpus)
+    elif arguments.timing:
+        rows = datasets.timing_rows(arguments.dataset, params, arguments.corpus)
     else:
         rows = datasets.manifest_rows(arguments.dataset, params, arguments.corpus)
     write_jsonl(arguments.out, rows)

@@ -1,4 +1,4 @@
-"""Score one cell from its raw hypotheses and run record: WER, RTF/RTFx, stage timings, memory, size."""
+"""Score one cell: WER from the accuracy pass, speed and memory from the timing pass, and their agreement."""
 
 import json
 from pathlib import Path
@@ -11,18 +11,27 @@ from whisperbench.metrics.score import score
 @cli.cli
 def main(argv=None):
     arguments = cli.parser(__doc__)
-    arguments.add_argument("--hypotheses", required=True)
-    arguments.add_argument("--run", required=True)
+    arguments.add_argument("--hypotheses", required=True, help="accuracy pass rows (.jsonl)")
+    arguments.add_argument("--accuracy", required=True, help="accuracy pass record (.json)")
+    arguments.add_argument("--timings", required=True, help="timing pass rows (.jsonl)")
+    arguments.add_argument("--timing", required=True, help="timing pass record (.json)")
     arguments.add_argument("--out", required=True, help="metrics to write (.json)")
     arguments = arguments.parse_args(argv)
     cli.start(arguments)
-    metrics = score(read_jsonl(arguments.hypotheses), json.loads(Path(arguments.run).read_text()))
+    metrics = score(
+        read_jsonl(arguments.hypotheses),
+        json.loads(Path(arguments.accuracy).read_text()),
+        read_jsonl(arguments.timings),
+        json.loads(Path(arguments.timing).read_text()),
+    )
     write_json(arguments.out, metrics)
     cli.log.info(
-        "WER %.2f %% on %d utterances, RTFx %.2f",
+        "WER %.2f %% on %d utterances, RTFx %.2f on %d timed, agreement %s",
         100 * (metrics["wer"] or 0),
         metrics["n_utterances"],
-        metrics["rtfx"] or 0,
+        metrics.get("rtfx") or 0,
+        metrics.get("n_timed", 0),
+        metrics.get("agreement"),
     )
 
 

@@ -22,7 +22,8 @@ def minimal_params(**overrides) -> dict:
         "models": ["tiny.en"],
         "backends": {"pytorch": {"precisions": ["fp32"]}},
         "decoding": {},
-        "timing": {"warmup": 0, "repeats": 1, "threads": 2},
+        "accuracy": {"batch_size": 2},
+        "timing": {"utterances": 2, "warmup": 0, "repeats": 1, "threads": 2},
         "report": {},
     }
     params.update(overrides)

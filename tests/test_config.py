@@ -34,6 +34,17 @@ def test_defaults_are_filled_from_the_schema():
         ({"timing": {"repeats": "three"}}, "timing.repeats: 'three' is not of type 'integer'"),
         ({"models": ["tinny"]}, "models: unknown model id 'tinny'; known ids: tiny, tiny.en, base"),
         (
+            {"accuracy": {"batch_size": 4}},
+            "accuracy.batch_size: 4 is larger than datasets.synthetic.max_utterances (3); set it to at most 3",
+        ),
+        (
+            {"timing": {"utterances": 5}},
+            "timing.utterances: 5 is larger than datasets.synthetic.max_utterances (3); set it to at most 3",
+        ),
+        ({"accuracy": {"batch_size": 0}}, "accuracy.batch_size: 0 is less than the minimum of 1"),
+        ({"timing": {"utterances": -2}}, "timing.utterances: -2 is less than the minimum of 1"),
+        ({"accuracy": {"threads": 0}}, "accuracy.threads: 0 is less than the minimum of 1"),
+        (
             {"backends": {"pytorch": {"precisions": ["int3"]}}},
             "backends.pytorch.precisions: 'int3' is not supported by pytorch; supported: fp32, bf16, fp16, int8, int4",
         ),

@@ -31,6 +31,37 @@ def test_selection_is_deterministic_and_spread_over_speakers():
     assert manifest.select(pool, None, seed=0) == sorted(pool, key=lambda u: u.utterance_id)
 
 
+def test_a_shorter_prefix_of_the_selection_order_is_a_subset_of_a_longer_one():
+    pool = _utterances(speakers=5, per_speaker=4)
+    order = manifest.selection_order(pool, seed=3)
+    assert sorted(u.utterance_id for u in order) == sorted(u.utterance_id for u in pool)
+    for small, large in ((2, 5), (5, 10), (10, len(pool))):
+        assert set(manifest.select(pool, small, 3)) <= set(manifest.select(pool, large, 3))
+    assert len({u.speaker for u in order[:4]}) == 4  # the first picks are four different voices
+
+
+def test_timed_subset_stays_inside_the_evaluated_one_whatever_its_size(sample_root, monkeypatch):
+    from conftest import minimal_params
+
+    from whisperbench import config
+    from whisperbench.data import datasets
+
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(sample_root))
+
+    def ids(rows):
+        return {row["id"] for row in rows}
+
+    timed = None
+    for size in (8, 12, None):
+        spec = {"source": "librispeech", "subset": "test-other", "max_utterances": size, "seed": 1}
+        params = config.validate(minimal_params(datasets={"other": spec}, timing={"utterances": 6}))
+        evaluated = datasets.manifest_rows("other", params)
+        timed_now = datasets.timing_rows("other", params)
+        assert len(timed_now) == 6 and ids(timed_now) <= ids(evaluated)
+        assert timed is None or ids(timed) == ids(timed_now)
+        timed = timed_now
+
+
 def test_reads_the_real_sample_in_place(sample_root, monkeypatch):
     monkeypatch.setenv("LIBRISPEECH_ROOT", str(sample_root))
     params = {

@@ -133,7 +133,12 @@ def test_each_precision_builds_and_transcribes_the_clip(export_dir, clip, tmp_pa
     fp32_size = sum((export_dir / name).stat().st_size for name in ("encoder.onnx", "decoder.onnx"))
     if precision != "fp32":
         assert record["size_bytes"] < fp32_size
-    result = load_transcriber(Cell("clip", "tiny.en", "onnxruntime", precision), params, output).transcribe(clip)
+    transcriber = load_transcriber(Cell("clip", "tiny.en", "onnxruntime", precision), params, output, threads=2)
+    result = transcriber.transcribe(clip)
+    batch = transcriber.transcribe_batch([clip, clip[: len(clip) // 2], clip])  # rows end at different steps
+    assert batch[0].text == batch[2].text and batch[0].n_tokens == batch[2].n_tokens
+    if precision not in ("int8_dynamic", "int8_static"):  # those decode batches differently (batch_reason)
+        assert (batch[0].text, batch[0].n_tokens) == (result.text, result.n_tokens)
     errors = jiwer.process_words(TINY_EN_FP32_TEXT.lower(), result.text.lower())
     assert errors.substitutions + errors.deletions + errors.insertions <= max_word_errors, result.text
     if precision == "fp32":
@@ -159,7 +164,7 @@ def test_a_corrupt_onnx_file_is_detected_and_removed(export_dir, tmp_path):
 @pytest.mark.slow
 def test_a_failing_recipe_marks_its_cell_failed_and_the_rest_goes_on(export_dir, tiny_en_dir, tmp_path, monkeypatch):
     from whisperbench.backends import onnxruntime as backend
-    from whisperbench.evaluate import transcribe_cell
+    from whisperbench.evaluate import accuracy_pass, timing_pass
     from whisperbench.metrics.score import score
     from whisperbench.report.summary import table
 
@@ -173,9 +178,10 @@ def test_a_failing_recipe_marks_its_cell_failed_and_the_rest_goes_on(export_dir,
     manifest = tmp_path / "eval.jsonl"
     write_jsonl(manifest, [])
     cell = Cell("clip", "tiny.en", "onnxruntime", "int4")
-    rows, run = transcribe_cell(cell, params, manifest, tiny_en_dir, tmp_path / "int4")
-    assert rows == [] and run["status"] == "failed"
-    metrics = score(rows, run)
+    rows, accuracy = accuracy_pass(cell, params, manifest, tiny_en_dir, tmp_path / "int4")
+    timings, timing = timing_pass(cell, params, manifest, tiny_en_dir, tmp_path / "int4")
+    assert rows == timings == [] and accuracy["status"] == timing["status"] == "failed"
+    metrics = score(rows, accuracy, timings, timing)
     assert metrics["status"].startswith("failed: RuntimeError: MatMulNBits cannot")
     import pandas as pd
 

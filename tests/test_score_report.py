@@ -42,20 +42,51 @@ def test_speed_is_total_compute_over_total_audio():
     assert result["decoder_ms_per_token"] == pytest.approx(10.0)  # 200 ms over 20 steps after the first token
 
 
-def _metrics(model, precision, size, wer, rtfx, dataset="librispeech-test-clean", synthetic=False):
-    run = {
-        "cell": {"dataset": dataset, "model": model, "backend": "pytorch", "precision": precision},
+def _records(model="tiny.en", precision="fp32", size=150, dataset="librispeech-test-clean", synthetic=False):
+    cell = {"dataset": dataset, "model": model, "backend": "pytorch", "precision": precision}
+    accuracy = {
+        "cell": cell,
+        "status": "ok",
         "artifact": {"size_bytes": size * 1e6, "library": "torch"},
         "weights": {"n_parameters": 39e6},
-        "peak_rss_mb": 600.0,
-        "threads": 2,
-        "repeats": 3,
-        "warmup": 1,
+        "batch_size": 8,
+        "batch_fallback": None,
         "synthetic": synthetic,
     }
-    metrics = score([_row("A B C D", "a b c d")], run)
+    timing = {"cell": cell, "status": "ok", "threads": 2, "repeats": 3, "warmup": 1}
+    return accuracy, timing | {"peak_rss_mb": 600.0, "peak_rss_after_load_mb": 550.0, "throughput": None}
+
+
+def _timed(utterance_id, hypothesis, **fields):
+    return {"id": utterance_id, **_row("", hypothesis, **fields)}
+
+
+def _metrics(model, precision, size, wer, rtfx, dataset="librispeech-test-clean", synthetic=False):
+    hypotheses = [{"id": "u1", **_row("A B C D", "a b c d")}]
+    metrics = score(
+        hypotheses,
+        *_records(model, precision, size, dataset, synthetic)[:1],
+        [_timed("u1", "a b c d")],
+        _records(model, precision, size, dataset, synthetic)[1],
+    )
     metrics.update(wer=wer, rtfx=rtfx, rtf=1 / rtfx)
     return metrics
+
+
+def test_wer_from_the_accuracy_pass_speed_from_the_timing_pass_and_their_agreement():
+    hypotheses = [
+        {"id": "u1", **_row("A B C D", "a b c d")},
+        {"id": "u2", **_row("E F", "e x")},
+        {"id": "u3", "reference": "LONG", "audio_s": 31.0, "skipped": "longer than 30 s"},
+    ]
+    timings = [_timed("u1", "a b c d", audio_s=2.0, total_ms=1000.0), _timed("u2", "e f", audio_s=2.0, total_ms=1000.0)]
+    metrics = score(hypotheses, *_records()[:1], timings, _records()[1])
+    assert metrics["wer"] == pytest.approx(1 / 6) and metrics["n_utterances"] == 2 and metrics["n_subset"] == 3
+    assert metrics["rtfx"] == pytest.approx(2.0) and metrics["n_timed"] == 2
+    assert metrics["agreement"] == 0.5 and metrics["differing_ids"] == ["u2"]
+    assert metrics["status"].startswith("check: batched and single transcripts agree on 50 %")
+    agreeing = [_timed("u1", "a b c d"), _timed("u2", "e x")]
+    assert score(hypotheses, *_records()[:1], agreeing, _records()[1])["status"] == "ok"
 
 
 def test_summary_has_delta_wer_against_fp32_and_marks_synthetic(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -28,8 +29,14 @@ def _files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST)
 
 
+def build_threads() -> int:
+    """Builds are not timed: they use the cores this process may run on (not a params key, so
+    changing `timing.threads` or `accuracy.threads` rebuilds nothing)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _context(params: dict) -> BuildContext:
-    return BuildContext(Decoding.from_params(params["decoding"]), params["timing"]["threads"])
+    return BuildContext(Decoding.from_params(params["decoding"]), build_threads())
 
 
 def _options(backend: str, params: dict):

@@ -78,6 +78,21 @@ def _check_datasets(params: dict, source: str) -> None:
             )
 
 
+def _check_sample_sizes(params: dict, source: str) -> None:
+    """A batch or timed subset larger than a dataset's requested size is a mistake in the params."""
+    for name, dataset in params["datasets"].items():
+        size = dataset["max_utterances"]
+        for key, value in (
+            ("accuracy.batch_size", params["accuracy"]["batch_size"]),
+            ("timing.utterances", params["timing"]["utterances"]),
+        ):
+            if size is not None and value > size:
+                raise UserError(
+                    f"{source}: {key}: {value} is larger than datasets.{name}.max_utterances ({size}); "
+                    f"set it to at most {size}"
+                )
+
+
 def _check_calibration(params: dict, source: str) -> None:
     calibration = params["calibration"]
     if calibration["source"] != "librispeech":
@@ -141,6 +156,7 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
         raise UserError(f"{source}: expected a mapping of keys at the top level")
     filled = check_schema(params, source)
     _check_datasets(filled, source)
+    _check_sample_sizes(filled, source)
     _check_calibration(filled, source)
     _check_models(filled, source)
     _check_backends(filled, source)

@@ -18,12 +18,15 @@ PATHS = {
     "params_ok": "data/params.ok",
     "corpus": "data/synthetic/corpus",
     "manifest": "data/manifests/{dataset}.jsonl",
+    "timing_manifest": "data/manifests/{dataset}.timing.jsonl",
     "calibration": "data/calibration/manifest.jsonl",
     "model": "data/models/{model}",
     "export": "data/exports/{model}/{backend}",
     "artifact": "data/artifacts/{model}/{backend}/{precision}",
     "hypotheses": "results/{dataset}/{model}/{backend}/{precision}/hypotheses.jsonl",
-    "run": "results/{dataset}/{model}/{backend}/{precision}/run.json",
+    "accuracy_run": "results/{dataset}/{model}/{backend}/{precision}/accuracy.json",
+    "timings": "results/{dataset}/{model}/{backend}/{precision}/timings.jsonl",
+    "timing_run": "results/{dataset}/{model}/{backend}/{precision}/timing.json",
     "metrics": "results/{dataset}/{model}/{backend}/{precision}/metrics.json",
     "summary_csv": "results/summary.csv",
     "summary_md": "results/summary.md",
@@ -124,8 +127,19 @@ def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
             _present(raw, "datasets", "librispeech"),
         ),
     }
+    stages["timing_manifest"] = {
+        "foreach": manifests,
+        "do": _stage(
+            f"{_script('make_manifest', params_file)} --dataset ${{item.dataset}} --timing${{item.corpus}} "
+            f"--out {_dvc(PATHS['timing_manifest'])} --log logs/manifest/${{item.dataset}}.timing.log",
+            [path("params_ok"), "scripts/make_manifest.py", f"{CODE}/data"],
+            [_dvc(PATHS["timing_manifest"])],
+            _present(raw, "datasets", "librispeech", "timing.utterances"),
+        ),
+    }
     if uses_synthetic(params):
-        stages["manifest"]["do"]["deps"].insert(1, path("corpus"))
+        for stage in ("manifest", "timing_manifest"):
+            stages[stage]["do"]["deps"].insert(1, path("corpus"))
     if needs_calibration(params):
         stages["calibration"] = _calibration_stage(params, raw, params_file)
     return stages
@@ -189,40 +203,49 @@ def _export_stage(params: dict, raw: dict, params_file: str) -> dict:
                 "--log logs/export/${item.model}/${item.backend}.log",
                 [_dvc(PATHS["model"]), path("calibration"), "scripts/export_model.py", f"{CODE}/backends"],
                 [_dvc(PATHS["export"])],
-                _present(raw, "decoding", "timing.threads", *(f"backends.{b}.options" for b in _exporting(params))),
+                _present(raw, "decoding", *(f"backends.{b}.options" for b in _exporting(params))),
             ),
         }
     }
 
 
+def _pass_stage(params: dict, raw: dict, params_file: str, which: str) -> dict:
+    """A cell's accuracy or timing pass: same script, its own manifest, outputs and params keys."""
+    manifest, rows, run = {
+        "accuracy": ("manifest", "hypotheses", "accuracy_run"),
+        "timing": ("timing_manifest", "timings", "timing_run"),
+    }[which]
+    keys = ["decoding", which] + (
+        ["accuracy.batch_size"] if which == "timing" and params["timing"]["throughput"] else []
+    )
+    return _stage(
+        f"{_script('transcribe', params_file)} --pass {which} --dataset ${{item.dataset}} --model ${{item.model}} "
+        f"--backend ${{item.backend}} --precision ${{item.precision}} --manifest {_dvc(PATHS[manifest])} "
+        f"--model-dir {_dvc(PATHS['model'])} --artifact {_dvc(PATHS['artifact'])} "
+        f"--rows {_dvc(PATHS[rows])} --run {_dvc(PATHS[run])} --log logs/{which}/{CELL_LOG}",
+        [_dvc(PATHS[manifest]), _dvc(PATHS["model"]), _dvc(PATHS["artifact"]), "scripts/transcribe.py"]
+        + [f"{CODE}/evaluate.py"],
+        [_dvc(PATHS[rows]), _dvc(PATHS[run])],
+        _present(raw, *keys, *(f"backends.{b}.options" for b in params["backends"])),
+    )
+
+
+CELL_LOG = "${item.dataset}/${item.model}/${item.backend}/${item.precision}.log"
+
+
 def _cell_stages(params: dict, raw: dict, params_file: str) -> dict:
     cell_items = {f"{c.dataset}-{c.model}-{c.backend}-{c.precision}": dict(c.__dict__) for c in cells(params)}
-    log = "${item.dataset}/${item.model}/${item.backend}/${item.precision}.log"
+    inputs = ("hypotheses", "accuracy_run", "timings", "timing_run")
     return {
-        "transcribe": {
-            "foreach": cell_items,
-            "do": _stage(
-                f"{_script('transcribe', params_file)} --dataset ${{item.dataset}} --model ${{item.model}} "
-                f"--backend ${{item.backend}} --precision ${{item.precision}} --manifest {_dvc(PATHS['manifest'])} "
-                f"--model-dir {_dvc(PATHS['model'])} --artifact {_dvc(PATHS['artifact'])} "
-                f"--hypotheses {_dvc(PATHS['hypotheses'])} --run {_dvc(PATHS['run'])} --log logs/transcribe/{log}",
-                [
-                    _dvc(PATHS["manifest"]),
-                    _dvc(PATHS["model"]),
-                    _dvc(PATHS["artifact"]),
-                    "scripts/transcribe.py",
-                    f"{CODE}/evaluate.py",
-                ],
-                [_dvc(PATHS["hypotheses"]), _dvc(PATHS["run"])],
-                _present(raw, "decoding", "timing", *(f"backends.{b}.options" for b in params["backends"])),
-            ),
-        },
+        "accuracy": {"foreach": cell_items, "do": _pass_stage(params, raw, params_file, "accuracy")},
+        "timing": {"foreach": cell_items, "do": _pass_stage(params, raw, params_file, "timing")},
         "score": {
             "foreach": cell_items,
             "do": _stage(
-                f"{_script('score', params_file)} --hypotheses {_dvc(PATHS['hypotheses'])} --run {_dvc(PATHS['run'])} "
-                f"--out {_dvc(PATHS['metrics'])} --log logs/score/{log}",
-                [_dvc(PATHS["hypotheses"]), _dvc(PATHS["run"]), "scripts/score.py", f"{CODE}/metrics/score.py"],
+                f"{_script('score', params_file)} --hypotheses {_dvc(PATHS['hypotheses'])} "
+                f"--accuracy {_dvc(PATHS['accuracy_run'])} --timings {_dvc(PATHS['timings'])} "
+                f"--timing {_dvc(PATHS['timing_run'])} --out {_dvc(PATHS['metrics'])} --log logs/score/{CELL_LOG}",
+                [_dvc(PATHS[name]) for name in inputs] + ["scripts/score.py", f"{CODE}/metrics/score.py"],
                 [_dvc(PATHS["metrics"])],
                 [],
             ),

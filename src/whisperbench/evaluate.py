@@ -1,11 +1,19 @@
-"""Run one cell: load the artifact, warm up, transcribe every manifest utterance with repeats.
+"""Run one cell's two passes (MLPerf splits them the same way: an accuracy run and a performance run).
 
-Raw output first: one row per utterance with the hypothesis, reference, audio seconds and
-per-stage timings (medians over repeats). Scoring is a separate step.
+* accuracy pass: every utterance of the dataset once, in batches, untimed; the hypotheses give WER.
+  Jobs run side by side on `accuracy.threads` each.
+* timing pass: the dataset's timed subset (`timing.utterances`), warm-ups, then `timing.repeats` timed
+  runs of each utterance at batch size 1 (per-stage medians), alone on the machine; optionally also
+  the subset in batches of `accuracy.batch_size` (throughput).
+
+Raw output first: one row per utterance. Scoring (and the agreement of the two passes' transcripts)
+is a separate step. Utterances longer than the backend's `MAX_AUDIO_S` are kept as rows that say
+why they were left out, so the summary counts them.
 """
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import asdict
@@ -22,6 +30,7 @@ from whisperbench.metrics import provenance
 from whisperbench.models import fetch
 
 TIMING_FIELDS = ("features_ms", "encoder_ms", "first_token_ms", "decode_ms", "total_ms")
+log = logging.getLogger("whisperbench")
 
 
 def _median_of(runs: list[Transcription]) -> dict:
@@ -31,12 +40,11 @@ def _median_of(runs: list[Transcription]) -> dict:
     return medians
 
 
-def load_transcriber(cell: Cell, params: dict, artifact_dir: Path):
-    backend = registry.get(cell.backend)
-    module = backend.load_module()
+def load_transcriber(cell: Cell, params: dict, artifact_dir: Path, threads: int):
+    module = registry.get(cell.backend).load_module()
     options = module.Options.from_params(params["backends"][cell.backend].get("options", {}))
     decoding = Decoding.from_params(params["decoding"])
-    return module.load(artifact_dir, cell.precision, options, decoding, params["timing"]["threads"])
+    return module.load(artifact_dir, cell.precision, options, decoding, threads)
 
 
 def _check_disjoint(artifact: dict, utterances: list[dict], manifest: Path) -> None:
@@ -48,71 +56,186 @@ def _check_disjoint(artifact: dict, utterances: list[dict], manifest: Path) -> N
         )
 
 
-def _failed_run(cell: Cell, params: dict, source: dict, artifact: dict) -> dict:
-    """The run record of a cell whose artifact recipe failed: nothing to time, the reason kept."""
-    return provenance.record(
-        cell=asdict(cell),
-        status="failed",
-        reason=artifact["reason"],
-        threads=params["timing"]["threads"],
-        warmup=params["timing"]["warmup"],
-        repeats=params["timing"]["repeats"],
-        weights=source,
-        artifact={key: value for key, value in artifact.items() if key != "files"},
-        n_utterances=0,
-    )
+def _split_long(cell: Cell, utterances: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(utterances the backend can transcribe, rows for those it leaves out and why)."""
+    limit = getattr(registry.get(cell.backend).load_module(), "MAX_AUDIO_S", None)
+    if limit is None:
+        return utterances, []
+    kept = [u for u in utterances if u["duration_s"] <= limit]
+    reason = f"longer than {limit:g} s ({cell.backend} has no long-form decoding)"
+    left_out = [
+        {"id": u["id"], "reference": u["reference"], "audio_s": u["duration_s"], "skipped": reason}
+        for u in utterances
+        if u["duration_s"] > limit
+    ]
+    if left_out:
+        log.warning("%s: left out %d of %d utterance(s): %s", cell.path, len(left_out), len(utterances), reason)
+    return kept, left_out
 
 
-def transcribe_cell(
-    cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress: bool = True
-):
-    """Return (per-utterance rows, run record) for one cell."""
+class _Pass:
+    """What both passes share: the verified artifact, its provenance, the utterances it may run."""
+
+    def __init__(self, cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path):
+        self.cell, self.params, self.artifact_dir = cell, params, Path(artifact_dir)
+        utterances = read_jsonl(manifest)
+        self.artifact = artifacts.verify(artifact_dir)
+        self.source = fetch.read_source(model_dir)
+        self.failed = self.artifact.get("status") == "failed"
+        if not self.failed:
+            _check_disjoint(self.artifact, utterances, Path(manifest))
+        self.utterances, self.left_out = _split_long(cell, utterances)
+        self.synthetic = any(u.get("synthetic") for u in utterances)
+
+    def load(self, threads: int):
+        start = time.perf_counter()
+        transcriber = load_transcriber(self.cell, self.params, self.artifact_dir, threads)
+        return transcriber, round(time.perf_counter() - start, 3)
+
+    def record(self, stage: str, **fields) -> dict:
+        common = {
+            "cell": asdict(self.cell),
+            "stage": stage,
+            "weights": self.source,
+            "artifact": {key: value for key, value in self.artifact.items() if key != "files"},
+            "synthetic": self.synthetic,
+            "n_left_out": len(self.left_out),
+        }
+        if self.failed:
+            return provenance.record(**common, status="failed", reason=self.artifact["reason"], **fields)
+        return provenance.record(
+            **common,
+            status="ok",
+            decoding=self.params["decoding"],
+            backend_options=self.params["backends"][self.cell.backend].get("options", {}),
+            **fields,
+        )
+
+
+def _batches(utterances: list[dict], size: int) -> list[list[dict]]:
+    """Batches of utterances of similar duration (similar lengths end together, so less padding work)."""
+    ordered = sorted(utterances, key=lambda u: (u["duration_s"], u["id"]))
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+def _hypothesis_row(utterance: dict, samples, hypothesis) -> dict:
+    return {
+        "id": utterance["id"],
+        "reference": utterance["reference"],
+        "hypothesis": hypothesis.text,
+        "audio_s": len(samples) / audio_io.SAMPLE_RATE,
+        "n_tokens": hypothesis.n_tokens,
+    }
+
+
+def decode_all(transcriber, utterances: list[dict], batch_size: int, progress: bool) -> tuple[list[dict], dict | None]:
+    """Every utterance once, in batches; a batch that fails is retried, and the rest run, one at a time."""
     from tqdm import tqdm
 
-    timing = params["timing"]
-    utterances = read_jsonl(manifest)
-    artifact = artifacts.verify(artifact_dir)
-    source = fetch.read_source(model_dir)
-    if artifact.get("status") == "failed":
-        return [], _failed_run(cell, params, source, artifact)
-    _check_disjoint(artifact, utterances, manifest)
-    load_start = time.perf_counter()
-    transcriber = load_transcriber(cell, params, Path(artifact_dir))
-    load_s = time.perf_counter() - load_start
-    if utterances:
-        first = audio_io.load(utterances[0]["audio_path"])
-        for _ in range(timing["warmup"]):
-            transcriber.transcribe(first)
-    rows = []
-    for utterance in tqdm(utterances, desc=cell.path, unit="utt", disable=not progress):
-        samples = audio_io.load(utterance["audio_path"])
-        runs = [transcriber.transcribe(samples) for _ in range(timing["repeats"])]
-        rows.append(
-            {
-                "id": utterance["id"],
-                "reference": utterance["reference"],
-                "hypothesis": runs[0].text,
-                "audio_s": len(samples) / audio_io.SAMPLE_RATE,
-                "n_tokens": runs[0].n_tokens,
-                "repeats": len(runs),
-                "all_runs_same_text": all(run.text == runs[0].text for run in runs),
-                **_median_of(runs),
-            }
-        )
-    run = provenance.record(
-        cell=asdict(cell),
-        status="ok",
+    rows, fallback = [], None
+    with tqdm(total=len(utterances), unit="utt", disable=not progress) as bar:
+        for batch in _batches(utterances, batch_size):
+            samples = [audio_io.load(u["audio_path"]) for u in batch]
+            if fallback is None and len(batch) > 1:
+                try:
+                    outputs = transcriber.transcribe_batch(samples)
+                except (RuntimeError, MemoryError, ValueError) as error:  # out of memory, a kernel refusing a shape
+                    fallback = {"after_utterances": len(rows), "batch_size": batch_size, "error": str(error)[:500]}
+                    log.warning("a batch of %d failed (%s); going on one utterance at a time", len(batch), error)
+            if fallback is not None or len(batch) == 1:
+                outputs = [transcriber.transcribe_batch([one])[0] for one in samples]
+            rows += [_hypothesis_row(u, s, h) for u, s, h in zip(batch, samples, outputs, strict=True)]
+            bar.update(len(batch))
+    return sorted(rows, key=lambda row: row["id"]), fallback
+
+
+def batch_size_of(cell: Cell, params: dict) -> tuple[int, str | None]:
+    """`accuracy.batch_size`, or 1 and the reason where batching would change the cell's transcripts."""
+    module = registry.get(cell.backend).load_module()
+    reason = module.batch_reason(cell.precision) if hasattr(module, "batch_reason") else None
+    return (1, reason) if reason else (params["accuracy"]["batch_size"], None)
+
+
+def accuracy_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress=True):
+    """Return (per-utterance hypotheses, run record): every utterance once, batched, untimed."""
+    run = _Pass(cell, params, manifest, model_dir, artifact_dir)
+    settings = params["accuracy"]
+    if run.failed:
+        return [], run.record("accuracy", n_utterances=0)
+    batch_size, unbatched = batch_size_of(cell, params)
+    transcriber, load_s = run.load(settings["threads"])
+    start = time.perf_counter()
+    rows, fallback = decode_all(transcriber, run.utterances, batch_size, progress)
+    record = run.record(
+        "accuracy",
         runtime=getattr(transcriber, "runtime", {}),
-        threads=timing["threads"],
-        warmup=timing["warmup"],
-        repeats=timing["repeats"],
-        decoding=params["decoding"],
-        backend_options=params["backends"][cell.backend].get("options", {}),
-        synthetic=any(u.get("synthetic") for u in utterances),
-        weights=source,
-        artifact={key: value for key, value in artifact.items() if key != "files"},
-        load_s=round(load_s, 3),
+        threads=settings["threads"],
+        batch_size=batch_size,
+        batch_size_reason=unbatched,
+        batch_fallback=fallback,
+        load_s=load_s,
+        wall_s=round(time.perf_counter() - start, 3),  # untimed pass: shared CPU, for planning only
         n_utterances=len(rows),
+    )
+    return sorted(rows + run.left_out, key=lambda row: row["id"]), record
+
+
+def _timed_row(utterance: dict, samples, runs: list[Transcription]) -> dict:
+    return {
+        "id": utterance["id"],
+        "hypothesis": runs[0].text,
+        "audio_s": len(samples) / audio_io.SAMPLE_RATE,
+        "n_tokens": runs[0].n_tokens,
+        "repeats": len(runs),
+        "all_runs_same_text": all(run.text == runs[0].text for run in runs),
+        **_median_of(runs),
+    }
+
+
+def _throughput(transcriber, clips: list, batch_size: int, repeats: int) -> dict:
+    """Seconds to transcribe the timed subset in batches of `batch_size` (median of repeats)."""
+    ordered = sorted(clips, key=len)
+    batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in batches:
+            transcriber.transcribe_batch(batch)
+        seconds.append(time.perf_counter() - start)
+    audio_s = sum(len(clip) for clip in clips) / audio_io.SAMPLE_RATE
+    compute_s = statistics.median(seconds)
+    return {"batch_size": batch_size, "audio_s": audio_s, "compute_s": compute_s, "rtfx": audio_s / compute_s}
+
+
+def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress=True):
+    """Return (per-utterance timings, run record): the timed subset, warm-ups, then repeats at batch size 1."""
+    from tqdm import tqdm
+
+    run = _Pass(cell, params, manifest, model_dir, artifact_dir)
+    timing = params["timing"]
+    settings = {key: timing[key] for key in ("threads", "warmup", "repeats")}
+    if run.failed:
+        return [], run.record("timing", n_utterances=0, **settings)
+    transcriber, load_s = run.load(timing["threads"])
+    loaded_rss = provenance.peak_rss_mb()
+    clips = [audio_io.load(u["audio_path"]) for u in run.utterances]
+    for _ in range(timing["warmup"] if clips else 0):
+        transcriber.transcribe(clips[0])
+    rows = []
+    for utterance, samples in tqdm(list(zip(run.utterances, clips, strict=True)), unit="utt", disable=not progress):
+        runs = [transcriber.transcribe(samples) for _ in range(timing["repeats"])]
+        rows.append(_timed_row(utterance, samples, runs))
+    throughput = None
+    if timing["throughput"] and clips:
+        throughput = _throughput(transcriber, clips, batch_size_of(cell, params)[0], timing["repeats"])
+    record = run.record(
+        "timing",
+        runtime=getattr(transcriber, "runtime", {}),
+        **settings,
+        load_s=load_s,
+        n_utterances=len(rows),
+        throughput=throughput,
+        peak_rss_after_load_mb=round(loaded_rss, 1),
         peak_rss_mb=round(provenance.peak_rss_mb(), 1),
     )
-    return rows, run
+    return sorted(rows + run.left_out, key=lambda row: row["id"]), record

@@ -1,18 +1,22 @@
 # Validation and path helpers shared by the rules. Stops before any job on a bad param.
 import json
+import os
+import re
 import sys
+from pathlib import Path
 
 from whisperbench import config as study_config
 from whisperbench import dag
 from whisperbench.errors import UserError
 
-# Scripts read the same file Snakemake loaded, so both see the same params.
-PARAMS_FILE = workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles else "params.yaml"
-# The interpreter running Snakemake (the project venv) runs the scripts too, so `.venv/bin/snakemake`
-# works without activating the venv; under `--sdm conda` the env's own `python` is used.
-USES_CONDA = any("conda" in str(method).lower() for method in workflow.deployment_settings.deployment_method)
-PYTHON = "python" if USES_CONDA else sys.executable
-PY = f"{PYTHON} scripts/{{script}}.py --params {PARAMS_FILE}"
+# Scripts read the same file Snakemake loaded, so both see the same params. Rule commands name it
+# relative to the working folder and call plain `python`: a command holds no absolute path, so a finished
+# study copied or moved elsewhere is not re-run for "code has changed".
+PARAMS_FILE = os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
+# `python` is the interpreter running Snakemake (the project venv), put first on PATH, so that
+# `.venv/bin/snakemake` works without activating the venv; under `--sdm conda` the env's own python.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+PY = f"python scripts/{{script}}.py --params {PARAMS_FILE}"
 
 try:
     PARAMS = study_config.validate(config, PARAMS_FILE)
@@ -25,14 +29,9 @@ except UserError as error:
     print(f"whisperbench: error: {error}", file=sys.stderr)
     sys.exit(2)
 
-# Timings are only honest with the machine to themselves: one transcription at a time unless the
-# user grants more slots (`--resources timing_slot=N`, e.g. on a cluster with one job per node).
-if "timing_slot" not in workflow.global_resources:
-    workflow.register_resource("timing_slot", 1)
-
-
 wildcard_constraints:
-    dataset="[^/]+",
+    # exactly the configured ids, so data/manifests/<id>.timing.jsonl is never read as a dataset "<id>.timing"
+    dataset="|".join(re.escape(name) for name in PARAMS["datasets"]),
     model="[^/]+",
     backend="[a-z0-9_]+",
     precision="[a-z0-9_]+",

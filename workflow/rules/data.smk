@@ -33,6 +33,25 @@ rule manifest:
         script("make_manifest") + " --dataset {wildcards.dataset}{params.corpus} --out {output.manifest} --log {log}"
 
 
+rule timing_manifest:
+    input:
+        unpack(manifest_inputs),
+    output:
+        manifest=dag.PATHS["timing_manifest"],
+    params:
+        # not max_utterances: the timed subset is a prefix of the selection order, the same for any size
+        spec=lambda wildcards: {k: v for k, v in PARAMS["datasets"][wildcards.dataset].items() if k != "max_utterances"},
+        utterances=PARAMS["timing"]["utterances"],
+        librispeech=PARAMS["librispeech"],
+        corpus=lambda wildcards, input: f" --corpus {input.corpus}" if "corpus" in input.keys() else "",
+    conda:
+        "../../envs/whisperbench.yaml"
+    log:
+        "logs/manifest/{dataset}.timing.log",
+    shell:
+        script("make_manifest") + " --dataset {wildcards.dataset} --timing{params.corpus} --out {output.manifest} --log {log}"
+
+
 def calibration_inputs(wildcards):
     return {"corpus": dag.PATHS["corpus"]} if PARAMS["calibration"]["source"] == "synthetic" else {}
 

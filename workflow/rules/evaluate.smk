@@ -1,33 +1,72 @@
-rule transcribe:
+# Each cell runs two passes. The accuracy pass (every utterance once, batched, untimed) runs beside other
+# jobs on accuracy.threads cores each; the timing pass claims every core Snakemake was given, so that
+# nothing else runs while it measures.
+
+
+def cell_options(wildcards):
+    return PARAMS["backends"][wildcards.backend].get("options", {})
+
+
+def pass_command(which, manifest, rows, run):
+    return (
+        script("transcribe")
+        + f" --pass {which} --dataset {{wildcards.dataset}} --model {{wildcards.model}}"
+        + " --backend {wildcards.backend} --precision {wildcards.precision}"
+        + f" --manifest {{input.{manifest}}} --model-dir {{input.model}} --artifact {{input.artifact}}"
+        + f" --rows {{output.{rows}}} --run {{output.{run}}} --log {{log}}"
+    )
+
+
+rule accuracy:
     input:
         manifest=dag.PATHS["manifest"],
         model=dag.PATHS["model"],
         artifact=dag.PATHS["artifact"],
     output:
         hypotheses=dag.PATHS["hypotheses"],
-        run=dag.PATHS["run"],
+        run=dag.PATHS["accuracy_run"],
     params:
         decoding=PARAMS["decoding"],
-        timing=PARAMS["timing"],
-        options=lambda wildcards: PARAMS["backends"][wildcards.backend].get("options", {}),
+        accuracy=PARAMS["accuracy"],
+        options=cell_options,
     conda:
         "../../envs/whisperbench.yaml"
     log:
-        "logs/transcribe/{dataset}/{model}/{backend}/{precision}.log",
-    threads: PARAMS["timing"]["threads"]
-    resources:
-        timing_slot=1,
+        "logs/accuracy/{dataset}/{model}/{backend}/{precision}.log",
+    threads: PARAMS["accuracy"]["threads"]
     shell:
-        script("transcribe")
-        + " --dataset {wildcards.dataset} --model {wildcards.model} --backend {wildcards.backend}"
-        + " --precision {wildcards.precision} --manifest {input.manifest} --model-dir {input.model}"
-        + " --artifact {input.artifact} --hypotheses {output.hypotheses} --run {output.run} --log {log}"
+        pass_command("accuracy", "manifest", "hypotheses", "run")
+
+
+rule timing:
+    input:
+        manifest=dag.PATHS["timing_manifest"],
+        model=dag.PATHS["model"],
+        artifact=dag.PATHS["artifact"],
+    output:
+        timings=dag.PATHS["timings"],
+        run=dag.PATHS["timing_run"],
+    params:
+        decoding=PARAMS["decoding"],
+        timing=PARAMS["timing"],
+        throughput_batch=PARAMS["accuracy"]["batch_size"] if PARAMS["timing"]["throughput"] else None,
+        options=cell_options,
+    conda:
+        "../../envs/whisperbench.yaml"
+    log:
+        "logs/timing/{dataset}/{model}/{backend}/{precision}.log",
+    # Every core Snakemake has (--cores): the scheduler starts nothing else until the pass ends.
+    threads: lambda wildcards: workflow.cores
+    shell:
+        pass_command("timing", "manifest", "timings", "run")
 
 
 rule score:
     input:
         hypotheses=dag.PATHS["hypotheses"],
-        run=dag.PATHS["run"],
+        accuracy=dag.PATHS["accuracy_run"],
+        timings=dag.PATHS["timings"],
+        timing=dag.PATHS["timing_run"],
     output:
         metrics=dag.PATHS["metrics"],
     conda:
@@ -35,4 +74,6 @@ rule score:
     log:
         "logs/score/{dataset}/{model}/{backend}/{precision}.log",
     shell:
-        script("score") + " --hypotheses {input.hypotheses} --run {input.run} --out {output.metrics} --log {log}"
+        script("score")
+        + " --hypotheses {input.hypotheses} --accuracy {input.accuracy} --timings {input.timings}"
+        + " --timing {input.timing} --out {output.metrics} --log {log}"

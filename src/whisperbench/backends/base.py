@@ -8,7 +8,14 @@ A backend module provides:
   * `prepare(source_dir, precision, options, output_dir, context) -> dict`: build the artifact for
     one precision into output_dir (convert/quantize/save) and return metadata to record; the
     source is the fetched HF folder, or the backend's export when it has one;
-  * `load(artifact_dir, precision, options, decoding, threads) -> Transcriber`.
+  * `load(artifact_dir, precision, options, decoding, threads) -> Transcriber`: `transcribe(audio)`
+    times one utterance stage by stage (the timing pass); `transcribe_batch(audios)` decodes several
+    at once, each padded to the 30 s window as a single one is (the accuracy pass);
+  * optional `batch_reason(precision) -> str | None`: why decoding a batch would change a precision's
+    transcripts (e.g. activation ranges taken over the whole batch); its accuracy pass then runs at
+    batch size 1 and records the reason;
+  * `MAX_AUDIO_S`: the longest utterance it transcribes (30 s: Whisper's window without long-form
+    decoding; None when it has long-form decoding). Longer ones are left out of its cells and counted.
 
 A backend whose registry entry says `exports=True` also provides
   * `export(hf_dir, options, context, check_rows, output_dir) -> dict`: one FP32 export per model,
@@ -40,9 +47,20 @@ class Transcription:
     total_ms: float  # audio in -> text out
 
 
+@dataclass
+class Hypothesis:
+    """One utterance's output in a batch (no timings: batches are not timed per utterance)."""
+
+    text: str
+    n_tokens: int  # generated tokens, end-of-text included
+
+
 class Transcriber(Protocol):
     def transcribe(self, audio: np.ndarray) -> Transcription:
-        """Transcribe 16 kHz mono float32 audio (at most 30 s)."""
+        """Transcribe 16 kHz mono float32 audio (at most 30 s), timing each stage."""
+
+    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Hypothesis]:
+        """Transcribe several utterances at once, with the same decoding rules as `transcribe`."""
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 * `encoder.onnx`: input_features → encoder_hidden_states plus every decoder layer's cross-attention
   keys/values (computed once per utterance, as ONNX Runtime's own Whisper export does).
-* `decoder.onnx`: one token step with the self-attention cache: input_ids [1, 1], past_key_i /
-  past_value_i [1, heads, past, head_dim] (past may be 0), cross_key_i / cross_value_i →
+* `decoder.onnx`: one token step with the self-attention cache: input_ids [batch, 1], past_key_i /
+  past_value_i [batch, heads, past, head_dim] (past may be 0), cross_key_i / cross_value_i →
   logits, present_key_i / present_value_i. One graph for every step, so there is no `If`
   subgraph for the quantizers to miss and no duplicated weights.
+
+Both graphs take any batch size (the accuracy pass decodes batches; timing runs batch 1).
 
 Exported with `torch.onnx` (dynamo) from the transformers model: optimum-onnx pins transformers < 5.
 """
@@ -94,13 +96,15 @@ def export(model, output_dir: Path, opset: int = OPSET) -> None:
     names = io_names(n_layers)
     external = sum(p.numel() for p in model.parameters()) * 4 > EXTERNAL_DATA_BYTES
     encoder, decoder = _wrappers(model)
-    features = torch.zeros(1, config.num_mel_bins, 2 * config.max_source_positions)
+    # Example batch of 2: torch.export specializes a dimension whose example size is 1.
+    features = torch.zeros(2, config.num_mel_bins, 2 * config.max_source_positions)
     frames = config.max_source_positions
 
     # Distinct tensors for every input: torch.export wires aliased example inputs to one graph input.
     def examples(length):
-        return [torch.randn(1, heads, length, head_dim) for _ in range(n_layers)]
+        return [torch.randn(2, heads, length, head_dim) for _ in range(n_layers)]
 
+    batch = torch.export.Dim("batch", min=1, max=1024)
     past = torch.export.Dim("past", min=0, max=config.max_target_positions - 1)
     with torch.no_grad():
         torch.onnx.export(
@@ -110,23 +114,24 @@ def export(model, output_dir: Path, opset: int = OPSET) -> None:
             input_names=["input_features"],
             output_names=names["encoder_out"],
             dynamo=True,
+            dynamic_shapes={"input_features": {0: batch}},
             opset_version=opset,
             external_data=external,
             verbose=False,
         )
         torch.onnx.export(
             decoder,
-            (torch.zeros(1, 1, dtype=torch.long), examples(3), examples(3), examples(frames), examples(frames)),
+            (torch.zeros(2, 1, dtype=torch.long), examples(3), examples(3), examples(frames), examples(frames)),
             output_dir / DECODER,
             input_names=names["decoder_in"],
             output_names=names["decoder_out"],
             dynamo=True,
             dynamic_shapes={
-                "input_ids": None,
-                "past_keys": [{2: past}] * n_layers,
-                "past_values": [{2: past}] * n_layers,
-                "cross_keys": [None] * n_layers,
-                "cross_values": [None] * n_layers,
+                "input_ids": {0: batch},
+                "past_keys": [{0: batch, 2: past}] * n_layers,
+                "past_values": [{0: batch, 2: past}] * n_layers,
+                "cross_keys": [{0: batch}] * n_layers,
+                "cross_values": [{0: batch}] * n_layers,
             },
             opset_version=opset,
             external_data=external,

@@ -7,8 +7,9 @@ import logging
 from whisperbench.data import librispeech, manifest, synthetic
 from whisperbench.errors import UserError
 
-# Whisper sees 30 s windows; longer utterances need long-form decoding, which the
-# benchmarks compared here do not use, so they are left out (and the count logged).
+# Whisper sees 30 s windows. Evaluation manifests keep longer utterances (a backend without long-form
+# decoding leaves them out of its cell, counted in the summary); the calibration set drops them, since
+# its clips feed the encoder whole (export check, activation ranges).
 MAX_SECONDS = 30.0
 # The synthetic corpus's calibration split: every 4th sentence, never in an evaluation manifest.
 CALIBRATION_EVERY = 4
@@ -22,30 +23,57 @@ def _synthetic_split(utterances: list, calibration: bool) -> list:
     ]
 
 
-def _rows(name: str, spec: dict, params: dict, corpus_dir: str | None, calibration: bool) -> list[dict]:
+def _pool(name: str, spec: dict, params: dict, corpus_dir: str | None, calibration: bool) -> tuple[list, str]:
+    """Every utterance the dataset (or calibration set) can draw from, and where they came from."""
     if spec["source"] == "synthetic":
         if not corpus_dir:
             raise UserError(f"{name}: a synthetic dataset needs --corpus (the synthesize step's folder)")
         utterances, origin = synthetic.read_corpus(corpus_dir)
-        utterances = _synthetic_split(utterances, calibration)
-    else:
-        utterances, origin = librispeech.subset_utterances(spec["subset"], params["librispeech"])
-    chosen = manifest.select(utterances, spec["max_utterances"], spec["seed"])
-    rows = manifest.rows(chosen, name, origin, synthetic=spec["source"] == "synthetic")
-    kept = [row for row in rows if row["duration_s"] <= MAX_SECONDS]
-    if len(kept) < len(rows):
-        log.info("left out %d utterance(s) longer than %.0f s", len(rows) - len(kept), MAX_SECONDS)
-    return kept
+        return _synthetic_split(utterances, calibration), origin
+    return librispeech.subset_utterances(spec["subset"], params["librispeech"])
 
 
-def manifest_rows(dataset_id: str, params: dict, corpus_dir: str | None = None) -> list[dict]:
+def _dataset(dataset_id: str, params: dict) -> dict:
     if dataset_id not in params["datasets"]:
         raise UserError(
             f"--dataset {dataset_id}: not a key of datasets in params; known: {', '.join(params['datasets'])}"
         )
-    return _rows(f"datasets.{dataset_id}", params["datasets"][dataset_id], params, corpus_dir, calibration=False)
+    return params["datasets"][dataset_id]
+
+
+def manifest_rows(dataset_id: str, params: dict, corpus_dir: str | None = None) -> list[dict]:
+    """The evaluated subset: `max_utterances` of the dataset, utterances over 30 s included (flagged by duration)."""
+    spec = _dataset(dataset_id, params)
+    utterances, origin = _pool(f"datasets.{dataset_id}", spec, params, corpus_dir, calibration=False)
+    chosen = manifest.select(utterances, spec["max_utterances"], spec["seed"])
+    rows = manifest.rows(chosen, dataset_id, origin, synthetic=spec["source"] == "synthetic")
+    if spec["max_utterances"] and len(rows) < spec["max_utterances"]:
+        log.warning(
+            "datasets.%s: asked for %d utterances, the data holds %d", dataset_id, spec["max_utterances"], len(rows)
+        )
+    return rows
+
+
+def timing_rows(dataset_id: str, params: dict, corpus_dir: str | None = None) -> list[dict]:
+    """The timed subset: the first `timing.utterances` of the selection order (inside the evaluated subset)."""
+    spec = _dataset(dataset_id, params)
+    utterances, origin = _pool(f"datasets.{dataset_id}", spec, params, corpus_dir, calibration=False)
+    count = params["timing"]["utterances"]
+    chosen = sorted(manifest.selection_order(utterances, spec["seed"])[:count], key=lambda u: u.utterance_id)
+    if len(chosen) < count:
+        log.warning(
+            "timing.utterances: asked for %d utterances of %s, the data holds %d", count, dataset_id, len(chosen)
+        )
+    return manifest.rows(chosen, dataset_id, origin, synthetic=spec["source"] == "synthetic")
 
 
 def calibration_rows(params: dict, corpus_dir: str | None = None) -> list[dict]:
-    """The calibration utterances (params `calibration`): disjoint from every evaluation manifest."""
-    return _rows(CALIBRATION, params["calibration"], params, corpus_dir, calibration=True)
+    """The calibration utterances (params `calibration`): disjoint from every evaluation manifest, at most 30 s."""
+    spec = params["calibration"]
+    utterances, origin = _pool(CALIBRATION, spec, params, corpus_dir, calibration=True)
+    chosen = manifest.select(utterances, spec["max_utterances"], spec["seed"])
+    rows = manifest.rows(chosen, CALIBRATION, origin, synthetic=spec["source"] == "synthetic")
+    kept = [row for row in rows if row["duration_s"] <= MAX_SECONDS]
+    if len(kept) < len(rows):
+        log.warning("calibration: left out %d utterance(s) longer than %.0f s", len(rows) - len(kept), MAX_SECONDS)
+    return kept

@@ -56,40 +56,74 @@ def speed(rows: list[dict]) -> dict:
     }
 
 
-def failed(run: dict) -> dict:
-    """A cell whose artifact could not be built: kept in the table with the reason, no numbers."""
+MIN_AGREEMENT = 0.99  # share of timed utterances whose single-utterance transcript must equal the batched one
+
+
+def agreement(hypotheses: list[dict], timings: list[dict]) -> dict:
+    """Do the timing pass's transcripts (batch 1) equal the accuracy pass's (batched) on the same utterances?"""
+    batched = {row["id"]: row["hypothesis"] for row in hypotheses if "skipped" not in row}
+    compared = [row for row in timings if "skipped" not in row and row["id"] in batched]
+    differing = [row["id"] for row in compared if row["hypothesis"] != batched[row["id"]]]
+    fraction = (len(compared) - len(differing)) / len(compared) if compared else None
+    return {"agreement": fraction, "n_compared": len(compared), "differing_ids": differing}
+
+
+def _status(agreed: dict) -> str:
+    if agreed["agreement"] is not None and agreed["agreement"] < MIN_AGREEMENT:
+        return (
+            f"check: batched and single transcripts agree on {100 * agreed['agreement']:.0f} % "
+            f"(< {100 * MIN_AGREEMENT:.0f} %) of {agreed['n_compared']} timed utterances"
+        )
+    return "ok"
+
+
+def _settings(accuracy: dict, timing: dict) -> dict:
     return {
-        **run["cell"],
-        "synthetic": run.get("synthetic", False),
-        "status": f"failed: {run['reason']}",
-        "n_utterances": 0,
-        "wer": None,
-        "size_mb": None,
-        "library": run["artifact"].get("library"),
-        "n_parameters": run["weights"].get("n_parameters"),
-        "threads": run["threads"],
-        "repeats": run["repeats"],
-        "warmup": run["warmup"],
+        "threads": timing.get("threads"),
+        "repeats": timing.get("repeats"),
+        "warmup": timing.get("warmup"),
+        "batch_size": accuracy.get("batch_size"),
+        "batch_fallback": accuracy.get("batch_fallback") is not None,
+        "library": accuracy["artifact"].get("library"),
+        "n_parameters": accuracy["weights"].get("n_parameters"),
+        "synthetic": accuracy.get("synthetic", False),
     }
 
 
-def score(rows: list[dict], run: dict) -> dict:
-    if run.get("status") == "failed":
-        return failed(run)
-    cell, artifact = run["cell"], run["artifact"]
+def failed(accuracy: dict, timing: dict) -> dict:
+    """A cell whose artifact could not be built: kept in the table with the reason, no numbers."""
     return {
-        **cell,
-        "synthetic": run.get("synthetic", False),
-        "status": "ok",
-        "n_utterances": len(rows),
-        **word_errors(rows),
-        **speed(rows),
-        "peak_rss_mb": run["peak_rss_mb"],
-        "size_mb": artifact["size_bytes"] / 1e6,
-        "library": artifact.get("library"),
-        "n_parameters": run["weights"].get("n_parameters"),
-        "threads": run["threads"],
-        "repeats": run["repeats"],
-        "warmup": run["warmup"],
-        "unstable_texts": sum(not row["all_runs_same_text"] for row in rows),
+        **accuracy["cell"],
+        **_settings(accuracy, timing),
+        "status": f"failed: {accuracy['reason']}",
+        "n_utterances": 0,
+        "wer": None,
+        "size_mb": None,
+    }
+
+
+def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: dict) -> dict:
+    """WER from the accuracy pass; speed and memory from the timing pass; how well the two passes agree."""
+    if accuracy.get("status") == "failed":
+        return failed(accuracy, timing)
+    evaluated = [row for row in hypotheses if "skipped" not in row]
+    timed = [row for row in timings if "skipped" not in row]
+    agreed = agreement(hypotheses, timings)
+    throughput = timing.get("throughput") or {}
+    return {
+        **accuracy["cell"],
+        **_settings(accuracy, timing),
+        "status": _status(agreed),
+        "n_utterances": len(evaluated),
+        "n_subset": len(hypotheses),
+        "n_left_out": len(hypotheses) - len(evaluated),
+        **word_errors(evaluated),
+        "n_timed": len(timed),
+        **speed(timed),
+        **agreed,
+        "rtfx_batched": throughput.get("rtfx"),
+        "peak_rss_mb": timing["peak_rss_mb"],
+        "peak_rss_after_load_mb": timing["peak_rss_after_load_mb"],
+        "size_mb": accuracy["artifact"]["size_bytes"] / 1e6,
+        "unstable_texts": sum(not row["all_runs_same_text"] for row in timed),
     }

@@ -20,10 +20,16 @@ COLUMNS = {
     "encoder_ms": "encoder ms",
     "first_token_ms": "first token ms",
     "decoder_ms_per_token": "decoder ms/token",
+    "rtfx_batched": "RTFx batched",
     "peak_rss_mb": "peak MB",
     "n_utterances": "utts",
+    "n_subset": "of",
+    "n_timed": "timed",
+    "agreement_pct": "agree %",
     "status": "status",
 }
+# Shown only when some cell has them (timing.throughput).
+OPTIONAL = ("rtfx_batched",)
 
 
 NUMERIC = {
@@ -37,6 +43,10 @@ NUMERIC = {
     "decoder_ms_per_token",
     "peak_rss_mb",
     "n_utterances",
+    "n_subset",
+    "n_timed",
+    "agreement",
+    "rtfx_batched",
 }
 
 
@@ -56,6 +66,7 @@ def table(metrics, baseline_precision: str = "fp32"):
     for column in NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["wer_pct"] = frame["wer"] * 100
+    frame["agreement_pct"] = frame["agreement"] * 100
     frame["params_m"] = frame["n_parameters"] / 1e6
     baseline = frame[frame["precision"] == baseline_precision].set_index(["dataset", "model", "backend"])["wer_pct"]
     keys = list(zip(frame["dataset"], frame["model"], frame["backend"], strict=False))
@@ -67,7 +78,8 @@ def table(metrics, baseline_precision: str = "fp32"):
         for d, s in zip(frame["dataset"], frame["synthetic"], strict=True)
     ]
     frame = frame.sort_values(["dataset", "model", "backend", "size_mb"], ascending=[True, True, True, False])
-    return frame.reindex(columns=list(COLUMNS)).reset_index(drop=True)
+    columns = [c for c in COLUMNS if c not in OPTIONAL or frame[c].notna().any()]
+    return frame.reindex(columns=columns).reset_index(drop=True)
 
 
 def _rounded(frame):
@@ -78,6 +90,8 @@ def _rounded(frame):
         "delta_wer_pct": 2,
         "rtf": 3,
         "rtfx": 2,
+        "rtfx_batched": 2,
+        "agreement_pct": 1,
         "encoder_ms": 1,
         "first_token_ms": 1,
         "decoder_ms_per_token": 2,
@@ -110,16 +124,29 @@ def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, j
 
 def notes(metrics) -> str:
     lines = [
-        "WER: jiwer after Whisper's English normalizer on both sides; greedy decoding, no timestamps.",
-        "RTF = compute time / audio time (RTFx = 1/RTF); encoder and first-token times are medians over "
-        "utterances of per-utterance medians over repeats, after warm-ups; decoder ms/token = decode time after "
-        "the first token / decoder steps; peak MB = peak RSS of the process that ran the cell.",
+        "WER: jiwer after Whisper's English normalizer on both sides; greedy decoding, no timestamps; every "
+        "utterance of the dataset once (accuracy pass, batched). utts / of: utterances evaluated / in the "
+        "subset (the rest are longer than the backend can decode).",
+        "Speed and memory come from the timing pass on the first `timed` utterances of each dataset, alone on "
+        "the machine, batch size 1: RTF = compute time / audio time (RTFx = 1/RTF); encoder and first-token "
+        "times are medians over utterances of per-utterance medians over repeats, after warm-ups; decoder "
+        "ms/token = decode time after the first token / decoder steps; peak MB = peak RSS of the timing process.",
+        "agree %: timed utterances whose batch-1 transcript equals the accuracy pass's batched one "
+        "(status flags a cell below 99 %).",
     ]
-    threads = sorted(set(metrics["threads"]))
     lines.append(
-        f"Threads: {', '.join(map(str, threads))}; repeats: {sorted(set(metrics['repeats']))}; "
-        f"warm-ups: {sorted(set(metrics['warmup']))}."
+        f"Threads: {_values(metrics, 'threads')}; repeats: {_values(metrics, 'repeats')}; "
+        f"warm-ups: {_values(metrics, 'warmup')}; accuracy batch size: {_values(metrics, 'batch_size')}."
     )
+    if metrics.get("batch_fallback") is not None and metrics["batch_fallback"].fillna(False).astype(bool).any():
+        lines.append("A batch failed in some cells' accuracy pass; they were finished one utterance at a time.")
     if metrics["synthetic"].any():
         lines.append("Rows marked (synthetic) ran on TTS speech: compare them with each other, not with LibriSpeech.")
     return "\n".join(f"- {line}" for line in lines)
+
+
+def _values(metrics, column: str) -> str:
+    if column not in metrics:
+        return "n/a"
+    values = sorted({int(value) for value in metrics[column].dropna()})  # failed cells have none
+    return ", ".join(str(value) for value in values) or "n/a"
