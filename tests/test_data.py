@@ -176,3 +176,73 @@ def test_piper_speaks_a_sentence_whisper_can_read(tmp_path):
     samples, rate = speak("The quick brown fox jumps over the lazy dog.")
     assert rate > 8000 and len(samples) / rate > 1.0 and np.abs(samples).max() > 0.05
     assert "joe" in voice
+
+
+@pytest.fixture(scope="module")
+def hf_folder(sample_root, tmp_path_factory):
+    """The sample's test-other clips as a Hugging Face dataset written by save_to_disk (how users bring their own)."""
+    from datasets import Audio, Dataset, DatasetDict
+
+    utterances = librispeech.read_subset(sample_root / "test-other")
+    columns = {
+        "audio": [u.audio_path for u in utterances],
+        "sentence": [u.reference.lower() for u in utterances],
+        "key": [u.utterance_id for u in utterances],
+        "speaker_id": [u.speaker for u in utterances],
+    }
+    folder = tmp_path_factory.mktemp("hf") / "test-other"
+    DatasetDict({"test": Dataset.from_dict(columns).cast_column("audio", Audio())}).save_to_disk(str(folder))
+    return folder
+
+
+def _hf_params(folder, **spec):
+    from conftest import minimal_params
+
+    from whisperbench import config
+
+    dataset = {"source": "hf", "path": str(folder), "text_column": "sentence", "id_column": "key"}
+    dataset |= {"speaker_column": "speaker_id", "max_utterances": 6, **spec}
+    return config.validate(minimal_params(datasets={"other": dataset}, timing={"utterances": 3}))
+
+
+def test_a_hugging_face_dataset_on_disk_becomes_a_manifest_of_flac_clips(hf_folder, sample_root, tmp_path):
+    params = _hf_params(hf_folder)
+    rows = datasets.manifest_rows("other", params, clips_dir=str(tmp_path / "clips"))
+    timed = datasets.timing_rows("other", params, clips_dir=str(tmp_path / "timed"))
+    assert len(rows) == 6 and len({row["speaker"] for row in rows}) == 2  # spread over both speakers
+    assert {row["id"] for row in timed} <= {row["id"] for row in rows} and len(timed) == 3
+    original = {u.utterance_id: u for u in librispeech.read_subset(sample_root / "test-other")}
+    for row in rows:
+        assert row["reference"] == original[row["id"]].reference.lower() and row["origin"].startswith("hf:")
+        assert row["audio_path"].endswith(".flac")
+        assert np.allclose(audio.load(row["audio_path"]), audio.load(original[row["id"]].audio_path), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"text_column": "transcript"}, r"datasets.other.text_column: no column 'transcript' in .*; columns: audio"),
+        ({"split": "validation"}, r"datasets.other.split: 'validation' is not in .*; splits: test"),
+    ],
+)
+def test_hugging_face_dataset_mistakes_are_one_line(hf_folder, spec, message):
+    with pytest.raises(UserError, match=message):
+        datasets.manifest_rows("other", _hf_params(hf_folder, **spec), clips_dir="unused")
+
+
+def test_a_hub_id_offline_fails_with_one_line():
+    # the real unreachable hub (this machine reaches only package registries): ~20 s of datasets' retries
+    params = _hf_params("openslr/librispeech_asr", config="clean")
+    with pytest.raises(UserError, match=r"datasets.other.path: cannot load 'openslr/librispeech_asr' .*save_to_disk"):
+        datasets.manifest_rows("other", params, clips_dir="unused")
+
+
+def test_hugging_face_keys_are_checked_against_the_source():
+    from conftest import minimal_params
+
+    from whisperbench import config
+
+    with pytest.raises(UserError, match=r"datasets.x.path is required for source hf"):
+        config.validate(minimal_params(datasets={"x": {"source": "hf"}}))
+    with pytest.raises(UserError, match=r"datasets.x.text_column is only for source hf"):
+        config.validate(minimal_params(datasets={"x": {"source": "synthetic", "text_column": "t"}}))

@@ -69,6 +69,18 @@ def check_schema(params: dict, source: str) -> dict:
     return filled
 
 
+HF_KEYS = {
+    "config": None,
+    "split": "test",
+    "data_dir": None,
+    "audio_column": "audio",
+    "text_column": "text",
+    "id_column": None,
+    "speaker_column": None,
+    "streaming": False,
+}
+
+
 def _check_datasets(params: dict, source: str) -> None:
     for name, dataset in params["datasets"].items():
         if dataset["source"] == "librispeech" and "subset" not in dataset:
@@ -76,6 +88,14 @@ def _check_datasets(params: dict, source: str) -> None:
                 f"{source}: datasets.{name}.subset is required for source librispeech; "
                 "allowed values: test-clean, test-other, dev-clean, dev-other"
             )
+        misplaced = sorted((set(HF_KEYS) | {"path"}) & set(dataset)) if dataset["source"] != "hf" else []
+        if misplaced:
+            raise UserError(f"{source}: datasets.{name}.{misplaced[0]} is only for source hf")
+        if dataset["source"] == "hf":
+            if "path" not in dataset:
+                raise UserError(f"{source}: datasets.{name}.path is required for source hf (a hub id or a folder)")
+            for key, default in HF_KEYS.items():  # filled here, so other sources' params stay as written
+                dataset.setdefault(key, default)
 
 
 def _check_sample_sizes(params: dict, source: str) -> None:

@@ -19,6 +19,8 @@ PATHS = {
     "corpus": "data/synthetic/corpus",
     "manifest": "data/manifests/{dataset}.jsonl",
     "timing_manifest": "data/manifests/{dataset}.timing.jsonl",
+    "clips": "data/clips/{dataset}",
+    "timing_clips": "data/clips/{dataset}.timing",
     "calibration": "data/calibration/manifest.jsonl",
     "model": "data/models/{model}",
     "export": "data/exports/{model}/{backend}",
@@ -113,35 +115,40 @@ def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
             [path("corpus")],
             _present(raw, "synthetic"),
         )
-    manifests = {}
-    for dataset, spec in params["datasets"].items():
-        synthetic = spec["source"] == "synthetic"
-        manifests[dataset] = {"dataset": dataset, "corpus": f" --corpus {path('corpus')}" if synthetic else ""}
-    stages["manifest"] = {
-        "foreach": manifests,
-        "do": _stage(
-            f"{_script('make_manifest', params_file)} --dataset ${{item.dataset}}${{item.corpus}} "
-            f"--out {_dvc(PATHS['manifest'])} --log logs/manifest/${{item.dataset}}.log",
-            [path("params_ok"), "scripts/make_manifest.py", f"{CODE}/data"],
-            [_dvc(PATHS["manifest"])],
-            _present(raw, "datasets", "librispeech"),
-        ),
-    }
-    stages["timing_manifest"] = {
-        "foreach": manifests,
-        "do": _stage(
-            f"{_script('make_manifest', params_file)} --dataset ${{item.dataset}} --timing${{item.corpus}} "
-            f"--out {_dvc(PATHS['timing_manifest'])} --log logs/manifest/${{item.dataset}}.timing.log",
-            [path("params_ok"), "scripts/make_manifest.py", f"{CODE}/data"],
-            [_dvc(PATHS["timing_manifest"])],
-            _present(raw, "datasets", "librispeech", "timing.utterances"),
-        ),
-    }
-    if uses_synthetic(params):
-        for stage in ("manifest", "timing_manifest"):
-            stages[stage]["do"]["deps"].insert(1, path("corpus"))
+    stages |= _manifest_stages(params, raw, params_file, "manifest", "", ("datasets", "librispeech"))
+    timing_keys = ("datasets", "librispeech", "timing.utterances")
+    stages |= _manifest_stages(params, raw, params_file, "timing_manifest", "timing", timing_keys)
     if needs_calibration(params):
         stages["calibration"] = _calibration_stage(params, raw, params_file)
+    return stages
+
+
+def _manifest_stages(params: dict, raw: dict, params_file: str, stage: str, subset: str, keys: tuple) -> dict:
+    """One foreach stage over the datasets read in place, and one (`hf_` prefixed) over the Hugging Face
+    datasets, whose stage also writes the chosen clips to a folder. `subset` is "" or "timing"."""
+    manifest, clips = (f"{subset}_manifest", f"{subset}_clips") if subset else ("manifest", "clips")
+    option, suffix = (f" --{subset}", f".{subset}") if subset else ("", "")
+    stages = {}
+    for hf in (False, True):
+        items = {
+            name: {"dataset": name, "corpus": f" --corpus {path('corpus')}" if spec["source"] == "synthetic" else ""}
+            for name, spec in params["datasets"].items()
+            if (spec["source"] == "hf") == hf
+        }
+        if not items:
+            continue
+        clip_option = f" --clips {_dvc(PATHS[clips])}" if hf else ""
+        corpus = [path("corpus")] if uses_synthetic(params) and not hf else []
+        stages[f"hf_{stage}" if hf else stage] = {
+            "foreach": items,
+            "do": _stage(
+                f"{_script('make_manifest', params_file)} --dataset ${{item.dataset}}{option}${{item.corpus}}"
+                f"{clip_option} --out {_dvc(PATHS[manifest])} --log logs/manifest/${{item.dataset}}{suffix}.log",
+                [path("params_ok"), *corpus, "scripts/make_manifest.py", f"{CODE}/data"],
+                [_dvc(PATHS[manifest])] + ([_dvc(PATHS[clips])] if hf else []),
+                _present(raw, *keys),
+            ),
+        }
     return stages
 
 

@@ -41,6 +41,12 @@ def script(name):
     return PY.format(script=name)
 
 
+def canonical(value):
+    """Params as canonical JSON text: Snakemake compares params as text, and rewriting params.yaml with
+    keys in another order is not a change."""
+    return json.dumps(value, sort_keys=True)
+
+
 # A cached export or artifact whose files no longer match their recorded sha256 is removed here,
 # before planning, so that this run rebuilds it instead of measuring a corrupt file. Only folders whose
 # files changed size or time since they were sealed are hashed, so this costs nothing on a clean cache.

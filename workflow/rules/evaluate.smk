@@ -4,7 +4,7 @@
 
 
 def cell_options(wildcards):
-    return PARAMS["backends"][wildcards.backend].get("options", {})
+    return canonical(PARAMS["backends"][wildcards.backend].get("options", {}))
 
 
 def pass_command(which, manifest, rows, run):
@@ -26,8 +26,8 @@ rule accuracy:
         hypotheses=dag.PATHS["hypotheses"],
         run=dag.PATHS["accuracy_run"],
     params:
-        decoding=PARAMS["decoding"],
-        accuracy=PARAMS["accuracy"],
+        decoding=canonical(PARAMS["decoding"]),
+        accuracy=canonical(PARAMS["accuracy"]),
         options=cell_options,
     conda:
         "../../envs/whisperbench.yaml"
@@ -47,8 +47,8 @@ rule timing:
         timings=dag.PATHS["timings"],
         run=dag.PATHS["timing_run"],
     params:
-        decoding=PARAMS["decoding"],
-        timing=PARAMS["timing"],
+        decoding=canonical(PARAMS["decoding"]),
+        timing=canonical(PARAMS["timing"]),
         throughput_batch=PARAMS["accuracy"]["batch_size"] if PARAMS["timing"]["throughput"] else None,
         options=cell_options,
     conda:

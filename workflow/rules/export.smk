@@ -5,8 +5,8 @@ rule export:
     output:
         export=directory(dag.PATHS["export"]),
     params:
-        options=lambda wildcards: PARAMS["backends"][wildcards.backend].get("options", {}),
-        decoding=PARAMS["decoding"],
+        options=lambda wildcards: canonical(PARAMS["backends"][wildcards.backend].get("options", {})),
+        decoding=canonical(PARAMS["decoding"]),
     conda:
         "../../envs/whisperbench.yaml"
     log:
@@ -25,7 +25,7 @@ rule build_artifact:
     output:
         artifact=directory(dag.PATHS["artifact"]),
     params:
-        options=lambda wildcards: PARAMS["backends"][wildcards.backend].get("options", {}),
+        options=lambda wildcards: canonical(PARAMS["backends"][wildcards.backend].get("options", {})),
     conda:
         "../../envs/whisperbench.yaml"
     log:

@@ -8,7 +8,7 @@ rule report:
         json=dag.PATHS["summary_json"],
         plots=dag.plot_paths(PARAMS),
     params:
-        report=PARAMS["report"],
+        report=canonical(PARAMS["report"]),
     conda:
         "../../envs/whisperbench.yaml"
     log:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from whisperbench.data import librispeech, manifest, synthetic
+from whisperbench.data import hf, librispeech, manifest, synthetic
 from whisperbench.errors import UserError
 
 # Whisper sees 30 s windows. Evaluation manifests keep longer utterances (a backend without long-form
@@ -23,14 +24,27 @@ def _synthetic_split(utterances: list, calibration: bool) -> list:
     ]
 
 
-def _pool(name: str, spec: dict, params: dict, corpus_dir: str | None, calibration: bool) -> tuple[list, str]:
-    """Every utterance the dataset (or calibration set) can draw from, and where they came from."""
+def _pool(name: str, spec: dict, params: dict, corpus_dir: str | None, calibration: bool):
+    """Every utterance the dataset (or calibration set) can draw from, where they came from, and how to
+    make the chosen ones readable files (only Hugging Face datasets need writing out)."""
     if spec["source"] == "synthetic":
         if not corpus_dir:
             raise UserError(f"{name}: a synthetic dataset needs --corpus (the synthesize step's folder)")
         utterances, origin = synthetic.read_corpus(corpus_dir)
-        return _synthetic_split(utterances, calibration), origin
-    return librispeech.subset_utterances(spec["subset"], params["librispeech"])
+        return _synthetic_split(utterances, calibration), origin, None
+    if spec["source"] == "hf":
+        pool = hf.HFPool(spec, name)
+        return pool.utterances, pool.origin, pool.materialize
+    utterances, origin = librispeech.subset_utterances(spec["subset"], params["librispeech"])
+    return utterances, origin, None
+
+
+def _files(chosen: list, materialize, clips_dir: str | None, name: str) -> list:
+    if materialize is None:
+        return chosen
+    if not clips_dir:
+        raise UserError(f"{name}: a Hugging Face dataset needs --clips (the folder its audio is written to)")
+    return materialize(chosen, Path(clips_dir))
 
 
 def _dataset(dataset_id: str, params: dict) -> dict:
@@ -41,37 +55,36 @@ def _dataset(dataset_id: str, params: dict) -> dict:
     return params["datasets"][dataset_id]
 
 
-def manifest_rows(dataset_id: str, params: dict, corpus_dir: str | None = None) -> list[dict]:
+def manifest_rows(dataset_id: str, params: dict, corpus_dir: str | None = None, clips_dir: str | None = None):
     """The evaluated subset: `max_utterances` of the dataset, utterances over 30 s included (flagged by duration)."""
-    spec = _dataset(dataset_id, params)
-    utterances, origin = _pool(f"datasets.{dataset_id}", spec, params, corpus_dir, calibration=False)
-    chosen = manifest.select(utterances, spec["max_utterances"], spec["seed"])
+    spec, name = _dataset(dataset_id, params), f"datasets.{dataset_id}"
+    utterances, origin, materialize = _pool(name, spec, params, corpus_dir, calibration=False)
+    chosen = _files(manifest.select(utterances, spec["max_utterances"], spec["seed"]), materialize, clips_dir, name)
     rows = manifest.rows(chosen, dataset_id, origin, synthetic=spec["source"] == "synthetic")
     if spec["max_utterances"] and len(rows) < spec["max_utterances"]:
-        log.warning(
-            "datasets.%s: asked for %d utterances, the data holds %d", dataset_id, spec["max_utterances"], len(rows)
-        )
+        log.warning("%s: asked for %d utterances, the data holds %d", name, spec["max_utterances"], len(rows))
     return rows
 
 
-def timing_rows(dataset_id: str, params: dict, corpus_dir: str | None = None) -> list[dict]:
+def timing_rows(dataset_id: str, params: dict, corpus_dir: str | None = None, clips_dir: str | None = None):
     """The timed subset: the first `timing.utterances` of the selection order (inside the evaluated subset)."""
-    spec = _dataset(dataset_id, params)
-    utterances, origin = _pool(f"datasets.{dataset_id}", spec, params, corpus_dir, calibration=False)
+    spec, name = _dataset(dataset_id, params), f"datasets.{dataset_id}"
+    utterances, origin, materialize = _pool(name, spec, params, corpus_dir, calibration=False)
     count = params["timing"]["utterances"]
     chosen = sorted(manifest.selection_order(utterances, spec["seed"])[:count], key=lambda u: u.utterance_id)
     if len(chosen) < count:
         log.warning(
             "timing.utterances: asked for %d utterances of %s, the data holds %d", count, dataset_id, len(chosen)
         )
+    chosen = _files(chosen, materialize, clips_dir, name)
     return manifest.rows(chosen, dataset_id, origin, synthetic=spec["source"] == "synthetic")
 
 
 def calibration_rows(params: dict, corpus_dir: str | None = None) -> list[dict]:
     """The calibration utterances (params `calibration`): disjoint from every evaluation manifest, at most 30 s."""
     spec = params["calibration"]
-    utterances, origin = _pool(CALIBRATION, spec, params, corpus_dir, calibration=True)
-    chosen = manifest.select(utterances, spec["max_utterances"], spec["seed"])
+    utterances, origin, materialize = _pool(CALIBRATION, spec, params, corpus_dir, calibration=True)
+    chosen = _files(manifest.select(utterances, spec["max_utterances"], spec["seed"]), materialize, None, CALIBRATION)
     rows = manifest.rows(chosen, CALIBRATION, origin, synthetic=spec["source"] == "synthetic")
     kept = [row for row in rows if row["duration_s"] <= MAX_SECONDS]
     if len(kept) < len(rows):
