@@ -67,6 +67,20 @@ def test_both_engines_plan_the_same_commands():
     assert all(command.startswith("python scripts/") and " /" not in command for command in dvc_commands)
 
 
+def test_both_engines_plan_the_same_commands_for_a_hugging_face_dataset(tmp_path):
+    workdir = _workspace(tmp_path, "hf")
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["datasets"]["ami"] = {"source": "hf", "path": "/data/ami-test", "max_utterances": 3}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    _run([str(BIN / "python"), "-m", "whisperbench.dag", "--params", "params.yaml", "--out", "dvc.yaml"], workdir)
+    dvc_yaml = yaml.safe_load((workdir / "dvc.yaml").read_text())
+    assert set(dvc_yaml["stages"]["hf_manifest"]["foreach"]) == {"ami"}
+    assert set(dvc_yaml["stages"]["manifest"]["foreach"]) == {"synthetic"}
+    commands = _snakemake_commands(workdir)
+    assert commands == _dvc_commands(dvc_yaml)
+    assert any("--dataset ami --timing --clips data/clips/ami.timing" in command for command in commands)
+
+
 def _workspace(tmp_path: Path, name: str) -> Path:
     workdir = tmp_path / name
     workdir.mkdir()
