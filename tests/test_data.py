@@ -246,3 +246,23 @@ def test_hugging_face_keys_are_checked_against_the_source():
         config.validate(minimal_params(datasets={"x": {"source": "hf"}}))
     with pytest.raises(UserError, match=r"datasets.x.text_column is only for source hf"):
         config.validate(minimal_params(datasets={"x": {"source": "synthetic", "text_column": "t"}}))
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_an_audiofolder_without_torchcodec_says_what_to_do(sample_root, tmp_path, streaming):
+    pytest.importorskip("datasets")
+    try:
+        import torchcodec  # noqa: F401
+
+        pytest.skip("torchcodec works here: datasets can prepare audiofolders")
+    except (ImportError, OSError, RuntimeError):
+        pass
+    clip = next((sample_root / "test-other").rglob("*.flac"))
+    (tmp_path / clip.name).write_bytes(clip.read_bytes())
+    (tmp_path / "metadata.csv").write_text(f"file_name,text\n{clip.name},some text\n")
+    params = _hf_params(
+        "audiofolder", data_dir=str(tmp_path), split="train", streaming=streaming, id_column=None, speaker_column=None
+    )
+    params["datasets"]["other"]["text_column"] = "text"
+    with pytest.raises(UserError, match=r"datasets.other.path: datasets needs torchcodec to prepare 'audiofolder'"):
+        datasets.manifest_rows("other", params, clips_dir=str(tmp_path / "clips"))

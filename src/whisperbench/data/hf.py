@@ -10,6 +10,7 @@ manifest's clip folder, so every later step reads plain files.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import logging
@@ -44,6 +45,28 @@ def _load(spec: dict, name: str):
         ) from None
     except ValueError as error:  # unknown config or split: datasets names the ones there are
         raise UserError(f"{name}: {spec['path']!r}: {str(error).splitlines()[0]}") from None
+    except datasets.exceptions.DatasetGenerationError as error:
+        if "torchcodec" in repr(error.__cause__):
+            raise _needs_torchcodec(spec, name) from None
+        raise
+
+
+def _needs_torchcodec(spec: dict, name: str) -> UserError:
+    # audiofolder and loading scripts encode the audio while preparing or streaming a split
+    return UserError(
+        f"{name}.path: datasets needs torchcodec to prepare {spec['path']!r} (a CPU build; the registry wheel is "
+        "CUDA-linked); or write the dataset with save_to_disk where torchcodec works and point path at that folder"
+    )
+
+
+@contextlib.contextmanager
+def _reading(spec: dict, name: str):
+    try:
+        yield
+    except ImportError as error:
+        if "torchcodec" in str(error):
+            raise _needs_torchcodec(spec, name) from None
+        raise
 
 
 def _check_columns(dataset, spec: dict, name: str) -> None:
@@ -72,7 +95,9 @@ class HFPool:
         self.index: dict[str, int] = {}
         self.utterances: list[Utterance] = []
         wanted = [spec[key] for key in ("text_column", "id_column", "speaker_column") if spec[key]]
-        for position, row in enumerate(self.dataset.select_columns(wanted)):
+        with _reading(spec, name):
+            rows = list(self.dataset.select_columns(wanted))
+        for position, row in enumerate(rows):
             utterance_id = str(row[spec["id_column"]]) if spec["id_column"] else f"{position:06d}"
             speaker = str(row[spec["speaker_column"]]) if spec["speaker_column"] else utterance_id
             self.index[utterance_id] = position
@@ -97,16 +122,17 @@ class HFPool:
         written = []
         rows = self.dataset if self.spec["streaming"] else self.dataset.select(sorted(wanted))
         positions = itertools.count() if self.spec["streaming"] else iter(sorted(wanted))
-        for position, row in zip(positions, rows, strict=False):
-            if position not in wanted:
-                continue
-            clip = row[self.spec["audio_column"]]
-            source = io.BytesIO(clip["bytes"]) if clip.get("bytes") else clip.get("path")
-            if not source:
-                raise UserError(f"{self.name}: row {position} of {self.spec['path']} has no audio bytes or path")
-            target = clips_dir / f"{_safe_name(wanted[position].utterance_id)}.flac"
-            soundfile.write(target, audio.load(source), audio.SAMPLE_RATE, format="FLAC")
-            written.append(Utterance(**{**wanted[position].__dict__, "audio_path": str(target)}))
-            if len(written) == len(wanted):
-                break
+        with _reading(self.spec, self.name):
+            for position, row in zip(positions, rows, strict=False):
+                if position not in wanted:
+                    continue
+                clip = row[self.spec["audio_column"]]
+                source = io.BytesIO(clip["bytes"]) if clip.get("bytes") else clip.get("path")
+                if not source:
+                    raise UserError(f"{self.name}: row {position} of {self.spec['path']} has no audio bytes or path")
+                target = clips_dir / f"{_safe_name(wanted[position].utterance_id)}.flac"
+                soundfile.write(target, audio.load(source), audio.SAMPLE_RATE, format="FLAC")
+                written.append(Utterance(**{**wanted[position].__dict__, "audio_path": str(target)}))
+                if len(written) == len(wanted):
+                    break
         return written
