@@ -452,9 +452,14 @@ class OnnxTranscriber:
         cache (tiny.en, 2 threads: 0.25 s per utterance alone, 0.53 s each in a batch of 8); the decoder
         steps do gain from it (1.3x at 8).
         """
-        encoded = [self.encoder.run(self.encoder_outputs, {"input_features": self.features(audio)}) for audio in audios]
-        cross = {name: np.concatenate(parts) for name, *parts in zip(self.encoder_outputs, *encoded, strict=True)}
-        tokens, _ = self._greedy(cross, len(audios))
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, RuntimeException
+
+        try:
+            encoded = [self.encoder.run(self.encoder_outputs, {"input_features": self.features(a)}) for a in audios]
+            cross = {name: np.concatenate(parts) for name, *parts in zip(self.encoder_outputs, *encoded, strict=True)}
+            tokens, _ = self._greedy(cross, len(audios))
+        except (Fail, RuntimeException) as error:  # e.g. an allocation that failed: the caller retries smaller
+            raise RuntimeError(f"onnxruntime: {error}") from error
         texts = self.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [Hypothesis(text, len(row)) for text, row in zip(texts, tokens, strict=True)]
 
@@ -496,5 +501,10 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
         onnxruntime.InferenceSession(str(artifact_dir / name), session_options(options, threads), providers=providers)
         for name in onnx_graphs.GRAPHS
     ]
+    if isinstance(sessions[1].get_inputs()[0].shape[0], int):
+        raise UserError(
+            f"{artifact_dir}: built from an export with a fixed batch of 1 (before batched decoding); delete it and "
+            "its data/exports/<model>/onnxruntime folder and re-run"
+        )
     processor = WhisperProcessor.from_pretrained(artifact_dir)
     return OnnxTranscriber(*sessions, processor, GenerationConfig.from_pretrained(artifact_dir), decoding)
