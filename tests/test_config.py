@@ -44,6 +44,17 @@ def test_defaults_are_filled_from_the_schema():
         ({"accuracy": {"batch_size": 0}}, "accuracy.batch_size: 0 is less than the minimum of 1"),
         ({"timing": {"utterances": -2}}, "timing.utterances: -2 is less than the minimum of 1"),
         ({"accuracy": {"threads": 0}}, "accuracy.threads: 0 is less than the minimum of 1"),
+        ({"report": {"plot_formats": []}}, "report.plot_formats: [] should be non-empty"),
+        (
+            {"report": {"baseline_precision": "fp16"}},
+            "report.baseline_precision: 'fp16' is not a precision of any configured backend; configured: fp32",
+        ),
+        ({"decoding": {"num_beams": 4}}, "decoding.num_beams: pytorch times each decoder step with a streamer"),
+        (
+            {"backends": {"pytorch": {"precisions": ["fp32"], "options": {"attn": "sdpa"}}}},
+            "backends.pytorch.options: Additional properties are not allowed ('attn' was unexpected); allowed keys: "
+            "attn_implementation",
+        ),
         (
             {"backends": {"pytorch": {"precisions": ["int3"]}}},
             "backends.pytorch.precisions: 'int3' is not supported by pytorch; supported: fp32, bf16, fp16, int8, int4",
@@ -56,10 +67,6 @@ def test_defaults_are_filled_from_the_schema():
         (
             {"datasets": {"ls": {"source": "librispeech", "subset": "test-dirty"}}},
             "datasets.ls.subset: 'test-dirty' is not allowed; allowed values: test-clean, test-other, dev-clean",
-        ),
-        (
-            {"backends": {"pytorch": {"precisions": ["fp32"], "options": {"threads": 4}}}},
-            "backends.pytorch.options: unknown option(s) threads; allowed: attn_implementation",
         ),
     ],
 )

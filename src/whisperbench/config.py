@@ -170,6 +170,16 @@ def _check_backend_hooks(spec, options, params: dict, source: str) -> None:
         raise UserError(f"{source}: backends.{spec.name}.options.{problem}")
 
 
+def _check_report(params: dict, source: str) -> None:
+    baseline = params["report"]["baseline_precision"]
+    configured = sorted({p for backend in params["backends"].values() for p in backend["precisions"]})
+    if baseline not in configured:
+        raise UserError(
+            f"{source}: report.baseline_precision: {baseline!r} is not a precision of any configured backend; "
+            f"configured: {', '.join(configured)}"
+        )
+
+
 def validate(params: dict, source: str = "params.yaml") -> dict:
     """Schema + semantic checks; returns the params with defaults filled in."""
     if not isinstance(params, dict):
@@ -180,6 +190,7 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
     _check_calibration(filled, source)
     _check_models(filled, source)
     _check_backends(filled, source)
+    _check_report(filled, source)
     return filled
 
 

@@ -52,6 +52,13 @@ def unsupported_reason(precision: str) -> str | None:
     return _probe_cache[precision]
 
 
+def decoding_problem(decoding: dict) -> str | None:
+    """Beam search cannot be timed step by step: transformers refuses a streamer with num_beams > 1."""
+    if decoding.get("num_beams", 1) != 1:
+        return "decoding.num_beams: pytorch times each decoder step with a streamer, which beam search refuses; set 1"
+    return None
+
+
 def _keep_linear(module, name: str) -> bool:
     import torch
 
