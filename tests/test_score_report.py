@@ -130,3 +130,28 @@ def test_labels_of_points_at_one_place_do_not_share_a_slot():
     offsets = [text.xyann for text in axis.texts]
     assert len(axis.texts) == 3 and offsets[0] != offsets[1]
     plt.close(figure)
+
+
+def test_latex_table_escapes_every_text_cell_and_fixes_decimals(tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    import pandas as pd
+
+    rows = [_metrics("tiny.en", "int8_dynamic", 66.9, 0.1447, 17812.345, dataset="ls_test&other")]
+    rows.append(_metrics("tiny.en", "fp32", 155.9, 0.1342, 14.3, dataset="ls_test&other"))
+    latex = summary.latex_table(summary.table(pd.DataFrame(rows)))
+    assert r"int8\_dynamic" in latex and r"ls\_test\&other" in latex and r"$\Delta$WER" in latex
+    assert "17812.35" in latex and "e+" not in latex  # fixed decimals, never 1.781e+04
+    assert r"\toprule" in latex and r"\bottomrule" in latex
+    text_only = re.sub(r"\\[A-Za-z]+|\\[_&%$#{}]|\$\\Delta\$", "", latex)
+    assert not re.search(r"[_&%$#]", text_only.replace(" & ", " ")), text_only  # none left unescaped
+    engine = shutil.which("pdflatex")
+    if engine is None:
+        pytest.skip("no LaTeX engine here (Debian: texlive-latex-recommended); escaping checked above")
+    document = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + latex + "\\end{document}\n"
+    (tmp_path / "table.tex").write_text(document)
+    command = [engine, "-interaction=nonstopmode", "table.tex"]
+    result = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]

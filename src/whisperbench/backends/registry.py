@@ -16,6 +16,7 @@ class BackendSpec:
     module: str
     precisions: tuple[str, ...]
     exports: bool = False  # True: one export per model (rule `export`) feeds every precision's build
+    label: str = ""  # short name in plot labels (two backends' cells often sit at one point)
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -32,12 +33,14 @@ BACKENDS: dict[str, BackendSpec] = {
         name="pytorch",
         module="whisperbench.backends.pytorch",
         precisions=("fp32", "bf16", "fp16", "int8", "int4"),
+        label="PT",
     ),
     "onnxruntime": BackendSpec(
         name="onnxruntime",
         module="whisperbench.backends.onnxruntime",
         precisions=("fp32", "fp16", "int8_dynamic", "int8_static", "int4"),
         exports=True,
+        label="ORT",
     ),
 }
 

@@ -83,7 +83,14 @@ def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: l
         xs, ys = zip(*front, strict=False)
         axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2, label="Pareto frontier")
     axis.grid(True, which="both", alpha=0.3)
-    return [(row.size_mb, getattr(row, y), f"{row.model} {row.precision}") for row in valid.itertuples()]
+    return [(row.size_mb, getattr(row, y), _label(row)) for row in valid.itertuples()]
+
+
+def _label(row) -> str:
+    from whisperbench.backends import registry
+
+    backend = registry.BACKENDS.get(row.backend)
+    return f"{row.model} {row.precision} {(backend.label if backend else '') or row.backend}"
 
 
 def _legend_handles(models: list[str], backends: list[str]):

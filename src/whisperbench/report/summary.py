@@ -82,22 +82,59 @@ def table(metrics, baseline_precision: str = "fp32"):
     return frame.reindex(columns=columns).reset_index(drop=True)
 
 
+DECIMALS = {
+    "params_m": 1,
+    "size_mb": 1,
+    "wer_pct": 2,
+    "delta_wer_pct": 2,
+    "rtf": 3,
+    "rtfx": 2,
+    "rtfx_batched": 2,
+    "agreement_pct": 1,
+    "encoder_ms": 1,
+    "first_token_ms": 1,
+    "decoder_ms_per_token": 2,
+    "peak_rss_mb": 0,
+    "n_utterances": 0,
+    "n_subset": 0,
+    "n_timed": 0,
+}
+# Table headers and text cells as LaTeX: every special character escaped.
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_"}
+LATEX_SPECIAL |= {"{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "Δ": r"$\Delta$"}
+
+
 def _rounded(frame):
-    decimals = {
-        "params_m": 1,
-        "size_mb": 1,
-        "wer_pct": 2,
-        "delta_wer_pct": 2,
-        "rtf": 3,
-        "rtfx": 2,
-        "rtfx_batched": 2,
-        "agreement_pct": 1,
-        "encoder_ms": 1,
-        "first_token_ms": 1,
-        "decoder_ms_per_token": 2,
-        "peak_rss_mb": 0,
-    }
-    return frame.round(decimals)
+    return frame.round(DECIMALS)
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(character, character) for character in str(text))
+
+
+def _latex_cell(column: str, value) -> str:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "--"
+    if column in DECIMALS:
+        return f"{float(value):.{DECIMALS[column]}f}"
+    return latex_escape(value)
+
+
+def latex_table(frame) -> str:
+    """A booktabs table (\\usepackage{booktabs}): fixed decimals per column, numbers right-aligned."""
+    columns = [c for c in frame.columns if c not in ("status", "library")]
+    align = "".join("r" if c in DECIMALS else "l" for c in columns)
+    lines = [
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(latex_escape(COLUMNS[c]) for c in columns) + r" \\",
+    ]
+    lines.append(r"\midrule")
+    for row in frame.itertuples(index=False):
+        lines.append(" & ".join(_latex_cell(c, getattr(row, c)) for c in columns) + r" \\")
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", ""])
 
 
 def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, json_path: Path, notes: str) -> None:
@@ -109,8 +146,7 @@ def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, j
     write_text(csv_path, rounded.to_csv(index=False))
     labelled = rounded.rename(columns=COLUMNS)
     write_text(markdown_path, labelled.to_markdown(index=False, floatfmt="g") + "\n\n" + notes + "\n")
-    latex = labelled.drop(columns=["status", "library"]).to_latex(index=False, na_rep="--", float_format="%.4g")
-    write_text(latex_path, latex.replace("%", r"\%").replace("Δ", r"$\Delta$"))
+    write_text(latex_path, latex_table(frame))
     cells = {
         f"{row.dataset}/{row.model}/{row.backend}/{row.precision}": {
             key: (None if pd.isna(value) else value)
