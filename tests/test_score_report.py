@@ -54,7 +54,7 @@ def _records(model="tiny.en", precision="fp32", size=150, dataset="librispeech-t
         "synthetic": synthetic,
     }
     timing = {"cell": cell, "status": "ok", "threads": 2, "repeats": 3, "warmup": 1}
-    return accuracy, timing | {"peak_rss_mb": 600.0, "peak_rss_after_load_mb": 550.0, "throughput": None}
+    return accuracy, timing | {"peak_rss_mb": 600.0, "peak_rss_loading_mb": 550.0, "throughput": None}
 
 
 def _timed(utterance_id, hypothesis, **fields):

@@ -217,8 +217,9 @@ def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artif
     if run.failed:
         return [], run.record("timing", n_utterances=0, **settings)
     transcriber, load_s = run.load(timing["threads"])
-    loaded_rss = provenance.peak_rss_mb()
     clips = [audio_io.load(u["audio_path"]) for u in run.utterances]
+    loading_rss = provenance.peak_rss_mb()  # imports, weights, sessions and the clips
+    separate_peaks = provenance.reset_peak_rss()
     for _ in range(timing["warmup"] if clips else 0):
         transcriber.transcribe(clips[0])
     rows = []
@@ -235,7 +236,9 @@ def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artif
         load_s=load_s,
         n_utterances=len(rows),
         throughput=throughput,
-        peak_rss_after_load_mb=round(loaded_rss, 1),
-        peak_rss_mb=round(provenance.peak_rss_mb(), 1),
+        peak_rss_loading_mb=round(loading_rss, 1),
+        # while transcribing (warm-ups included); where the peak cannot be reset, the process's lifetime peak
+        peak_rss_mb=round(provenance.peak_rss_since_reset_mb() if separate_peaks else provenance.peak_rss_mb(), 1),
+        peak_rss_separate=separate_peaks,
     )
     return sorted(rows + run.left_out, key=lambda row: row["id"]), record

@@ -127,7 +127,8 @@ def _load_model(artifact_dir: Path, precision: str, options: Options):
         )
     config = WhisperConfig.from_pretrained(artifact_dir)
     config._attn_implementation = options.attn_implementation
-    model = WhisperForConditionalGeneration(config).eval()
+    with torch.device("meta"):  # a skeleton without memory: the saved quantized tensors are assigned into it
+        model = WhisperForConditionalGeneration(config).eval()
     if precision == "int8":
         state = torch.load(artifact_dir / "model_int8.pt", weights_only=False)
         model.load_state_dict(state, assign=True)

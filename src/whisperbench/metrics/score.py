@@ -123,7 +123,7 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
         **agreed,
         "rtfx_batched": throughput.get("rtfx"),
         "peak_rss_mb": timing["peak_rss_mb"],
-        "peak_rss_after_load_mb": timing["peak_rss_after_load_mb"],
+        "peak_rss_loading_mb": timing["peak_rss_loading_mb"],
         "size_mb": accuracy["artifact"]["size_bytes"] / 1e6,
         "unstable_texts": sum(not row["all_runs_same_text"] for row in timed),
     }

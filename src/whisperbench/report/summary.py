@@ -22,6 +22,7 @@ COLUMNS = {
     "decoder_ms_per_token": "decoder ms/token",
     "rtfx_batched": "RTFx batched",
     "peak_rss_mb": "peak MB",
+    "peak_rss_loading_mb": "load MB",
     "n_utterances": "utts",
     "n_subset": "of",
     "n_timed": "timed",
@@ -42,6 +43,7 @@ NUMERIC = {
     "first_token_ms",
     "decoder_ms_per_token",
     "peak_rss_mb",
+    "peak_rss_loading_mb",
     "n_utterances",
     "n_subset",
     "n_timed",
@@ -95,6 +97,7 @@ DECIMALS = {
     "first_token_ms": 1,
     "decoder_ms_per_token": 2,
     "peak_rss_mb": 0,
+    "peak_rss_loading_mb": 0,
     "n_utterances": 0,
     "n_subset": 0,
     "n_timed": 0,
@@ -166,7 +169,8 @@ def notes(metrics) -> str:
         "Speed and memory come from the timing pass on the first `timed` utterances of each dataset, alone on "
         "the machine, batch size 1: RTF = compute time / audio time (RTFx = 1/RTF); encoder and first-token "
         "times are medians over utterances of per-utterance medians over repeats, after warm-ups; decoder "
-        "ms/token = decode time after the first token / decoder steps; peak MB = peak RSS of the timing process.",
+        "ms/token = decode time after the first token / decoder steps; peak MB = peak RSS of the timing process while "
+        "transcribing, load MB = its peak while importing and loading the model.",
         "agree %: timed utterances whose batch-1 transcript equals the accuracy pass's batched one "
         "(status flags a cell below 99 %).",
     ]
