@@ -72,7 +72,11 @@ def manifests(sample_root, tmp_path_factory):
 
 @pytest.mark.slow
 def test_both_passes_on_real_clips_agree_and_count_the_long_utterance(fp32_artifact, tiny_en_dir, manifests):
-    params = config.validate(minimal_params(accuracy={"batch_size": 2}))
+    params = config.validate(
+        minimal_params(
+            accuracy={"batch_size": 2}, timing={"utterances": 1, "repeats": 1, "warmup": 0, "throughput": True}
+        )
+    )
     cell = Cell("clean", "tiny.en", "pytorch", "fp32")
     hypotheses, accuracy = accuracy_pass(cell, params, manifests / "all.jsonl", tiny_en_dir, fp32_artifact, False)
     timings, timing = timing_pass(cell, params, manifests / "timed.jsonl", tiny_en_dir, fp32_artifact, False)
@@ -86,5 +90,7 @@ def test_both_passes_on_real_clips_agree_and_count_the_long_utterance(fp32_artif
     assert metrics["agreement"] == 1.0 and metrics["status"] == "ok"
     assert metrics["rtfx"] > 0 and metrics["encoder_ms"] > 0
     # memory while transcribing, apart from the peak while loading (Linux resets the peak between them)
+    assert timing["throughput"]["batch_size"] == 2 and timing["throughput"]["rtfx"] > 0
+    assert metrics["rtfx_batched"] == timing["throughput"]["rtfx"]
     assert timing["peak_rss_separate"] is True
     assert metrics["peak_rss_mb"] > 100 and metrics["peak_rss_loading_mb"] > 100

@@ -112,10 +112,13 @@ class _Pass:
         )
 
 
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
 def _batches(utterances: list[dict], size: int) -> list[list[dict]]:
     """Batches of utterances of similar duration (similar lengths end together, so less padding work)."""
-    ordered = sorted(utterances, key=lambda u: (u["duration_s"], u["id"]))
-    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    return _chunks(sorted(utterances, key=lambda u: (u["duration_s"], u["id"])), size)
 
 
 def _hypothesis_row(utterance: dict, samples, hypothesis) -> dict:
@@ -194,8 +197,7 @@ def _timed_row(utterance: dict, samples, runs: list[Transcription]) -> dict:
 
 def _throughput(transcriber, clips: list, batch_size: int, repeats: int) -> dict:
     """Seconds to transcribe the timed subset in batches of `batch_size` (median of repeats)."""
-    ordered = sorted(clips, key=len)
-    batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
+    batches = _chunks(sorted(clips, key=len), batch_size)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
