@@ -67,6 +67,18 @@ def test_both_engines_plan_the_same_commands():
     assert all(command.startswith("python scripts/") and " /" not in command for command in dvc_commands)
 
 
+def test_each_backend_stage_tracks_only_its_own_backend_options():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    per_backend = [name for name in stages if name.rsplit("_", 1)[-1] in raw["backends"]]
+    assert {name.rsplit("_", 1)[0] for name in per_backend} == {"export", "build_artifact", "accuracy", "timing"}
+    for name in per_backend:
+        backend = name.rsplit("_", 1)[-1]
+        options = {key for key in stages[name]["do"].get("params", []) if key.startswith("backends.")}
+        assert options <= {f"backends.{backend}.options"}, name
+        assert {item["backend"] for item in stages[name]["foreach"].values()} == {backend}, name
+
+
 def test_both_engines_plan_the_same_commands_for_a_hugging_face_dataset(tmp_path):
     workdir = _workspace(tmp_path, "hf")
     params = yaml.safe_load((workdir / "params.yaml").read_text())
@@ -105,13 +117,30 @@ def _edit(workdir: Path, section: str, key: str, value) -> dict:
     return before
 
 
+def _edit_backend(workdir: Path, backend: str, key: str, value) -> dict:
+    before = yaml.safe_load((workdir / "params.yaml").read_text())
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["backends"][backend][key] = value
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    return before
+
+
 def _restore(workdir: Path, params: dict) -> None:
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-def _planned_rules(workdir: Path) -> set[str]:
+def _planned_jobs(workdir: Path) -> set[tuple[str, str]]:
+    """(rule, backend or "") of every job Snakemake plans."""
     planned = _run([str(BIN / "snakemake"), "--cores", "2", "-n"], workdir)
-    return set(re.findall(r"^rule (\w+):", planned, flags=re.MULTILINE))
+    jobs = set()
+    for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", planned, flags=re.MULTILINE | re.DOTALL):
+        backend = re.search(r"\bbackend=(\w+)", body)
+        jobs.add((rule, backend.group(1) if backend else ""))
+    return jobs
+
+
+def _planned_rules(workdir: Path) -> set[str]:
+    return {rule for rule, _ in _planned_jobs(workdir)}
 
 
 SMALLER = {"source": "synthetic", "max_utterances": 2, "seed": 0}
@@ -122,7 +151,19 @@ SLICES = [
 ]
 
 
+# a backend option re-runs that backend's builds and cells, nothing of the other backend
+OPTION_SLICE = (
+    ("pytorch", "options", {"attn_implementation": "eager"}),
+    {("build_artifact", "pytorch"), ("accuracy", "pytorch"), ("timing", "pytorch"), ("score", "pytorch")}
+    | {("report", "")},
+)
+
+
 def _check_snakemake_slices(workdir: Path) -> None:
+    (backend, key, value), jobs = OPTION_SLICE
+    before = _edit_backend(workdir, backend, key, value)
+    assert _planned_jobs(workdir) == jobs | {("all", "")}
+    _restore(workdir, before)
     timed_subset = (("timing", "utterances", 1), {"timing_manifest", "timing", "score", "report"})
     smaller_dataset = (("datasets", "synthetic", SMALLER), {"manifest", "accuracy", "score", "report"})
     for (section, key, value), rules in [*SLICES, timed_subset, smaller_dataset]:
@@ -131,11 +172,25 @@ def _check_snakemake_slices(workdir: Path) -> None:
         _restore(workdir, before)
 
 
+def _dvc_jobs_run(workdir: Path) -> set[tuple[str, str]]:
+    """(stage, backend or "") of every stage `dvc repro` runs, per-backend stage names (`accuracy_pytorch`)
+    folded to the step's name as Snakemake's rules have it."""
+    backends = yaml.safe_load((workdir / "params.yaml").read_text())["backends"]
+    jobs = set()
+    for stage, item in re.findall(r"Running stage '(\w+)@?([\w.-]*)'", _run([str(BIN / "dvc"), "repro"], workdir)):
+        backend = next((b for b in backends if stage.endswith(f"_{b}") or f"-{b}-" in item), "")
+        jobs.add((stage.removesuffix(f"_{backend}"), backend))
+    return jobs
+
+
 def _dvc_stages_run(workdir: Path) -> set[str]:
-    return set(re.findall(r"Running stage '([\w]+)", _run([str(BIN / "dvc"), "repro"], workdir)))
+    return {stage for stage, _ in _dvc_jobs_run(workdir)}
 
 
 def _check_dvc_slices(workdir: Path) -> None:
+    (backend, key, value), jobs = OPTION_SLICE
+    _edit_backend(workdir, backend, key, value)  # the slices below start from this state
+    assert _dvc_jobs_run(workdir) == jobs | {("validate", "")}
     for (section, key, value), stages in SLICES:
         _edit(workdir, section, key, value)
         assert _dvc_stages_run(workdir) == stages | {"validate"}, (section, key)
@@ -184,7 +239,7 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
 
     _corrupt(dvc / INT8_ONNX)  # DVC sees the changed output and restores the good copy from its cache
     rerun = _run([str(BIN / "dvc"), "repro"], dvc)
-    assert "Stage 'build_artifact@tiny.en-onnxruntime-int8_dynamic' is cached" in rerun, rerun
+    assert "Stage 'build_artifact_onnxruntime@tiny.en-onnxruntime-int8_dynamic' is cached" in rerun, rerun
     artifacts.verify((dvc / INT8_ONNX).parent)
 
 

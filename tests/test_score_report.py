@@ -155,3 +155,22 @@ def test_latex_table_escapes_every_text_cell_and_fixes_decimals(tmp_path):
     command = [engine, "-interaction=nonstopmode", "table.tex"]
     result = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_sets_smaller_than_asked_and_calibration_counts_are_in_the_summary_notes():
+    import pandas as pd
+
+    accuracy, timing = _records(precision="int8_static")
+    accuracy |= {
+        "n_asked": 200,
+        "artifact": accuracy["artifact"] | {"calibration_ids": ["a", "b"], "calibration_asked": 8},
+    }
+    timing |= {"n_asked": 16}
+    hypotheses = [{"id": "u1", **_row("A B", "a b")}]
+    metrics = score(hypotheses, accuracy, [_timed("u1", "a b")], timing)
+    assert (metrics["n_asked"], metrics["n_timed_asked"], metrics["n_calibration"]) == (200, 16, 2)
+    text = summary.notes(pd.DataFrame([metrics, _metrics("tiny.en", "fp32", 150, 0.1, 5.0)]))
+    assert "Smaller than asked: librispeech-test-clean: 1 utterances of the 200 asked." in text
+    assert "librispeech-test-clean: 1 timed utterances of the 16 asked" in text
+    assert "tiny.en pytorch int8_static: calibrated on 2 clips of the 8 asked" in text
+    assert "Calibrated (clips of the `calibration` set): tiny.en pytorch int8_static on 2." in text

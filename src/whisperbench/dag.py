@@ -8,6 +8,7 @@ Snakemake plans exactly the outputs dvc.yaml declares).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from whisperbench.backends import registry
@@ -177,46 +178,57 @@ def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
             ),
         },
         **_export_stage(params, raw, params_file),
-        "build_artifact": {
-            "foreach": {
-                f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p, "source": artifact_source(params, m, b)}
-                for m, b, p in artifacts(params)
-            },
-            "do": _stage(
+        **_per_backend(
+            "build_artifact",
+            _by_backend(
+                {
+                    f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p, "source": artifact_source(params, m, b)}
+                    for m, b, p in artifacts(params)
+                }
+            ),
+            lambda backend: _stage(
                 f"{_script('build_artifact', params_file)} --model-dir ${{item.source}} --model ${{item.model}} "
                 f"--backend ${{item.backend}} --precision ${{item.precision}} --out {_dvc(PATHS['artifact'])} "
                 "--log logs/build_artifact/${item.model}/${item.backend}/${item.precision}.log",
                 ["${item.source}", "scripts/build_artifact.py", f"{CODE}/backends", f"{CODE}/artifacts.py"],
                 [_dvc(PATHS["artifact"])],
-                _present(raw, "decoding", *(f"backends.{b}.options" for b in params["backends"])),
+                _present(raw, "decoding", f"backends.{backend}.options"),
             ),
-        },
+        ),
     }
 
 
-def _exporting(params: dict) -> list[str]:
-    return sorted({backend for _, backend in exports(params)})
+def _by_backend(items: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    groups: dict[str, dict[str, dict]] = {}
+    for name, item in items.items():
+        groups.setdefault(item["backend"], {})[name] = item
+    return groups
+
+
+def _per_backend(name: str, groups: dict[str, dict[str, dict]], stage) -> dict:
+    """One foreach stage per backend (`<name>_<backend>`), so that each tracks only its own backend's
+    options: a DVC foreach shares one params list across its items."""
+    return {f"{name}_{backend}": {"foreach": items, "do": stage(backend)} for backend, items in groups.items()}
 
 
 def _export_stage(params: dict, raw: dict, params_file: str) -> dict:
     if not needs_calibration(params):
         return {}
-    return {
-        "export": {
-            "foreach": {f"{m}-{b}": {"model": m, "backend": b} for m, b in exports(params)},
-            "do": _stage(
-                f"{_script('export_model', params_file)} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
-                f"--backend ${{item.backend}} --calibration {path('calibration')} --out {_dvc(PATHS['export'])} "
-                "--log logs/export/${item.model}/${item.backend}.log",
-                [_dvc(PATHS["model"]), path("calibration"), "scripts/export_model.py", f"{CODE}/backends"],
-                [_dvc(PATHS["export"])],
-                _present(raw, "decoding", *(f"backends.{b}.options" for b in _exporting(params))),
-            ),
-        }
-    }
+    return _per_backend(
+        "export",
+        _by_backend({f"{m}-{b}": {"model": m, "backend": b} for m, b in exports(params)}),
+        lambda backend: _stage(
+            f"{_script('export_model', params_file)} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
+            f"--backend ${{item.backend}} --calibration {path('calibration')} --out {_dvc(PATHS['export'])} "
+            "--log logs/export/${item.model}/${item.backend}.log",
+            [_dvc(PATHS["model"]), path("calibration"), "scripts/export_model.py", f"{CODE}/backends"],
+            [_dvc(PATHS["export"])],
+            _present(raw, "decoding", f"backends.{backend}.options"),
+        ),
+    )
 
 
-def _pass_stage(params: dict, raw: dict, params_file: str, which: str) -> dict:
+def _pass_stage(params: dict, raw: dict, params_file: str, which: str, backend: str) -> dict:
     """A cell's accuracy or timing pass: same script, its own manifest, outputs and params keys."""
     manifest, rows, run = {
         "accuracy": ("manifest", "hypotheses", "accuracy_run"),
@@ -233,7 +245,7 @@ def _pass_stage(params: dict, raw: dict, params_file: str, which: str) -> dict:
         [_dvc(PATHS[manifest]), _dvc(PATHS["model"]), _dvc(PATHS["artifact"]), "scripts/transcribe.py"]
         + [f"{CODE}/evaluate.py"],
         [_dvc(PATHS[rows]), _dvc(PATHS[run])],
-        _present(raw, *keys, *(f"backends.{b}.options" for b in params["backends"])),
+        _present(raw, *keys, f"backends.{backend}.options"),
     )
 
 
@@ -243,9 +255,10 @@ CELL_LOG = "${item.dataset}/${item.model}/${item.backend}/${item.precision}.log"
 def _cell_stages(params: dict, raw: dict, params_file: str) -> dict:
     cell_items = {f"{c.dataset}-{c.model}-{c.backend}-{c.precision}": dict(c.__dict__) for c in cells(params)}
     inputs = ("hypotheses", "accuracy_run", "timings", "timing_run")
+    by_backend = _by_backend(cell_items)
     return {
-        "accuracy": {"foreach": cell_items, "do": _pass_stage(params, raw, params_file, "accuracy")},
-        "timing": {"foreach": cell_items, "do": _pass_stage(params, raw, params_file, "timing")},
+        **_per_backend("accuracy", by_backend, partial(_pass_stage, params, raw, params_file, "accuracy")),
+        **_per_backend("timing", by_backend, partial(_pass_stage, params, raw, params_file, "timing")),
         "score": {
             "foreach": cell_items,
             "do": _stage(
@@ -297,7 +310,11 @@ HEADER = (
 def render(params: dict, raw: dict, params_file: str = "params.yaml") -> str:
     import yaml
 
-    return HEADER + yaml.safe_dump(dvc_yaml(params, raw, params_file), sort_keys=False, width=1000)
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data):  # spell every stage out: the file is read by people too
+            return True
+
+    return HEADER + yaml.dump(dvc_yaml(params, raw, params_file), Dumper=Dumper, sort_keys=False, width=1000)
 
 
 def main(argv=None) -> None:

@@ -93,9 +93,12 @@ class _Pass:
         return transcriber, round(time.perf_counter() - start, 3)
 
     def record(self, stage: str, **fields) -> dict:
+        dataset = self.params["datasets"].get(self.cell.dataset, {})
+        asked = self.params["timing"]["utterances"] if stage == "timing" else dataset.get("max_utterances")
         common = {
             "cell": asdict(self.cell),
             "stage": stage,
+            "n_asked": asked or None,  # what params asked for (None: all); the manifest may hold fewer
             "weights": self.source,
             "artifact": {key: value for key, value in self.artifact.items() if key != "files"},
             "synthetic": self.synthetic,

@@ -26,6 +26,7 @@ rule build_artifact:
         artifact=directory(dag.PATHS["artifact"]),
     params:
         options=lambda wildcards: canonical(PARAMS["backends"][wildcards.backend].get("options", {})),
+        decoding=canonical(PARAMS["decoding"]),  # calibration decodes (int8_static)
     conda:
         "../../envs/whisperbench.yaml"
     log:

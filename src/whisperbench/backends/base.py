@@ -41,7 +41,10 @@ class Transcription:
     text: str
     n_tokens: int  # decoder steps after the prompt (generated tokens, end-of-text included)
     features_ms: float  # log-mel feature extraction
-    encoder_ms: float  # encoder forward pass
+    # The encoder's cut point, the same for every backend: the encoder forward pass plus every decoder
+    # layer's cross-attention key/value projections of its output (all the work done once per utterance
+    # before the first token's decoder step; runtimes that compute them in the decoder move them here).
+    encoder_ms: float
     first_token_ms: float  # audio in -> first generated token (features + encoder + first decoder step)
     decode_ms: float  # all decoder steps after the first token
     total_ms: float  # audio in -> text out

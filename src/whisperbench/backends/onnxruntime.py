@@ -20,6 +20,7 @@ rules as the PyTorch backend (forced prompt, suppressed tokens, no timestamps, m
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -30,6 +31,8 @@ import numpy as np
 
 from whisperbench.backends import onnx_graphs
 from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, Hypothesis, Transcription
+
+log = logging.getLogger("whisperbench")
 
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static", "int4")
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
@@ -261,6 +264,12 @@ def _calibration_feeds(export_dir: Path, options: Options, context: dict) -> lis
     from whisperbench.data import audio as audio_io
 
     rows = context["calibration"][: options.calibration_utterances]
+    if len(rows) < options.calibration_utterances:
+        log.warning(
+            "backends.onnxruntime.options.calibration_utterances: asked for %d, the calibration set holds %d",
+            options.calibration_utterances,
+            len(rows),
+        )
     transcriber = load(export_dir, "fp32", Options(), context["build"].decoding, context["build"].threads)
     return [{"input_features": transcriber.features(audio_io.load(row["audio_path"]))} for row in rows]
 
@@ -299,6 +308,7 @@ def _int8_static(source: Path, target: Path, options: Options, context: dict) ->
         "recipe": f"quantize_static QDQ U8S8 per-channel, {options.calibration_method} calibration, MLP fc2 in float",
         "reduce_range": reduce_range,
         "calibration_ids": [row["id"] for row in context["calibration"][: options.calibration_utterances]],
+        "calibration_asked": options.calibration_utterances,
         "float_nodes": len(keep_float),
     }
 
@@ -345,6 +355,7 @@ def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path
             details[name] = RECIPES[precision](source_dir / name, output_dir / name, options, state)
     if "calibration_ids" in details[onnx_graphs.ENCODER]:  # top level: evaluation checks it is disjoint
         details["calibration_ids"] = details[onnx_graphs.ENCODER].pop("calibration_ids")
+        details["calibration_asked"] = details[onnx_graphs.ENCODER].pop("calibration_asked")
         details[onnx_graphs.DECODER].pop("calibration_ids", None)
     return details
 

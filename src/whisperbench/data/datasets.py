@@ -86,6 +86,8 @@ def calibration_rows(params: dict, corpus_dir: str | None = None) -> list[dict]:
     utterances, origin, materialize = _pool(CALIBRATION, spec, params, corpus_dir, calibration=True)
     chosen = _files(manifest.select(utterances, spec["max_utterances"], spec["seed"]), materialize, None, CALIBRATION)
     rows = manifest.rows(chosen, CALIBRATION, origin, synthetic=spec["source"] == "synthetic")
+    if spec["max_utterances"] and len(rows) < spec["max_utterances"]:
+        log.warning("calibration: asked for %d utterances, the data holds %d", spec["max_utterances"], len(rows))
     kept = [row for row in rows if row["duration_s"] <= MAX_SECONDS]
     if len(kept) < len(rows):
         log.warning("calibration: left out %d utterance(s) longer than %.0f s", len(rows) - len(kept), MAX_SECONDS)

@@ -90,6 +90,17 @@ def _settings(accuracy: dict, timing: dict) -> dict:
     }
 
 
+def _asked(accuracy: dict, timing: dict) -> dict:
+    """What params asked for beside what the cell got, so that a set that shrank shows in the summary."""
+    artifact = accuracy["artifact"]
+    return {
+        "n_asked": accuracy.get("n_asked"),
+        "n_timed_asked": timing.get("n_asked"),
+        "n_calibration": len(artifact["calibration_ids"]) if "calibration_ids" in artifact else None,
+        "n_calibration_asked": artifact.get("calibration_asked"),
+    }
+
+
 def failed(accuracy: dict, timing: dict) -> dict:
     """A cell whose artifact could not be built: kept in the table with the reason, no numbers."""
     return {
@@ -116,6 +127,7 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
         "status": _status(agreed),
         "n_utterances": len(evaluated),
         "n_subset": len(hypotheses),
+        **_asked(accuracy, timing),
         "n_left_out": len(hypotheses) - len(evaluated),
         **word_errors(evaluated),
         "n_timed": len(timed),

