@@ -60,9 +60,9 @@ def test_committed_dvc_yaml_is_generated_from_params():
 def test_both_engines_plan_the_same_commands():
     dvc_commands = _dvc_commands(yaml.safe_load((REPO / "dvc.yaml").read_text()))
     assert _snakemake_commands(REPO) == dvc_commands
-    # manifests (2 datasets, their 2 timed subsets, calibration), models, exports, artifacts, accuracy
-    # and timing passes, scores, report
-    assert len(dvc_commands) == 5 + 2 + 2 + 20 + 40 + 40 + 40 + 1
+    # manifests (2 datasets, their 2 timed subsets, calibration), models, exports (onnxruntime, coreml),
+    # artifacts, accuracy and timing passes, scores, report
+    assert len(dvc_commands) == 5 + 2 + 4 + 32 + 64 + 64 + 64 + 1
     # no absolute path in any command: a study copied elsewhere plans nothing new
     assert all(command.startswith("python scripts/") and " /" not in command for command in dvc_commands)
 
@@ -72,6 +72,7 @@ def test_each_backend_stage_tracks_only_its_own_backend_options():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     per_backend = [name for name in stages if name.rsplit("_", 1)[-1] in raw["backends"]]
     assert {name.rsplit("_", 1)[0] for name in per_backend} == {"export", "build_artifact", "accuracy", "timing"}
+    assert {"export_coreml", "export_onnxruntime"} <= set(per_backend) and "export_pytorch" not in per_backend
     for name in per_backend:
         backend = name.rsplit("_", 1)[-1]
         options = {key for key in stages[name]["do"].get("params", []) if key.startswith("backends.")}

@@ -221,6 +221,9 @@ def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artif
     settings = {key: timing[key] for key in ("threads", "warmup", "repeats")}
     if run.failed:
         return [], run.record("timing", n_utterances=0, **settings)
+    unavailable = registry.get(cell.backend).speed_unavailable()
+    if unavailable:  # e.g. Core ML off macOS: nothing is timed or estimated, the table says why
+        return run.left_out, run.record("timing", n_utterances=0, speed_unavailable=unavailable, **settings)
     transcriber, load_s = run.load(timing["threads"])
     clips = [audio_io.load(u["audio_path"]) for u in run.utterances]
     loading_rss = provenance.peak_rss_mb()  # imports, weights, sessions and the clips

@@ -100,3 +100,17 @@ class BuildContext:
 
     decoding: Decoding
     threads: int
+
+
+def prompt_tokens(generation_config, decoding: Decoding) -> list[int]:
+    """The forced decoder prompt, as transformers builds it for short-form greedy decoding."""
+    from whisperbench.errors import UserError
+
+    prompt = [generation_config.decoder_start_token_id]
+    if getattr(generation_config, "is_multilingual", False):
+        language = f"<|{decoding.language}|>"
+        if language not in generation_config.lang_to_id:
+            raise UserError(f"decoding.language: {decoding.language!r} is not a Whisper language code (e.g. en, de)")
+        prompt += [generation_config.lang_to_id[language], generation_config.task_to_id[decoding.task]]
+    prompt.append(generation_config.no_timestamps_token_id)
+    return prompt

@@ -30,7 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from whisperbench.backends import onnx_graphs
-from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, Hypothesis, Transcription
+from whisperbench.backends.base import (
+    BackendOptions,
+    BuildContext,
+    Decoding,
+    Hypothesis,
+    Transcription,
+    prompt_tokens,
+)
 
 log = logging.getLogger("whisperbench")
 
@@ -379,20 +386,6 @@ def session_options(options: Options, threads: int):
     session.graph_optimization_level = levels[options.graph_optimization_level]
     session.log_severity_level = 3
     return session
-
-
-def prompt_tokens(generation_config, decoding: Decoding) -> list[int]:
-    """The forced decoder prompt, as transformers builds it for short-form greedy decoding."""
-    from whisperbench.errors import UserError
-
-    prompt = [generation_config.decoder_start_token_id]
-    if getattr(generation_config, "is_multilingual", False):
-        language = f"<|{decoding.language}|>"
-        if language not in generation_config.lang_to_id:
-            raise UserError(f"decoding.language: {decoding.language!r} is not a Whisper language code (e.g. en, de)")
-        prompt += [generation_config.lang_to_id[language], generation_config.task_to_id[decoding.task]]
-    prompt.append(generation_config.no_timestamps_token_id)
-    return prompt
 
 
 class OnnxTranscriber:

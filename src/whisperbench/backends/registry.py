@@ -27,6 +27,11 @@ class BackendSpec:
     def options_class(self):
         return self.load_module().Options
 
+    def speed_unavailable(self) -> str | None:
+        """Why this backend's speed and memory cannot be measured on this machine (None: they can)."""
+        module = self.load_module()
+        return module.speed_unavailable() if hasattr(module, "speed_unavailable") else None
+
 
 BACKENDS: dict[str, BackendSpec] = {
     "pytorch": BackendSpec(
@@ -41,6 +46,13 @@ BACKENDS: dict[str, BackendSpec] = {
         precisions=("fp32", "fp16", "int8_dynamic", "int8_static", "int4"),
         exports=True,
         label="ORT",
+    ),
+    "coreml": BackendSpec(
+        name="coreml",
+        module="whisperbench.backends.coreml",
+        precisions=("fp32", "fp16", "int8", "int4", "pal4", "pal6"),
+        exports=True,
+        label="CML",
     ),
 }
 

@@ -68,7 +68,9 @@ def agreement(hypotheses: list[dict], timings: list[dict]) -> dict:
     return {"agreement": fraction, "n_compared": len(compared), "differing_ids": differing}
 
 
-def _status(agreed: dict) -> str:
+def _status(agreed: dict, timing: dict) -> str:
+    if timing.get("speed_unavailable"):
+        return f"ok; speed, memory: {timing['speed_unavailable']}"
     if agreed["agreement"] is not None and agreed["agreement"] < MIN_AGREEMENT:
         return (
             f"check: batched and single transcripts agree on {100 * agreed['agreement']:.0f} % "
@@ -85,6 +87,8 @@ def _settings(accuracy: dict, timing: dict) -> dict:
         "batch_size": accuracy.get("batch_size"),
         "batch_fallback": accuracy.get("batch_fallback") is not None,
         "library": accuracy["artifact"].get("library"),
+        # set where a backend computes with another runtime's numerics (Core ML weights in PyTorch off macOS)
+        "numerics": (accuracy.get("runtime") or {}).get("numerics"),
         "n_parameters": accuracy["weights"].get("n_parameters"),
         "synthetic": accuracy.get("synthetic", False),
     }
@@ -124,7 +128,7 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
     return {
         **accuracy["cell"],
         **_settings(accuracy, timing),
-        "status": _status(agreed),
+        "status": _status(agreed, timing),
         "n_utterances": len(evaluated),
         "n_subset": len(hypotheses),
         **_asked(accuracy, timing),
@@ -134,8 +138,8 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
         **speed(timed),
         **agreed,
         "rtfx_batched": throughput.get("rtfx"),
-        "peak_rss_mb": timing["peak_rss_mb"],
-        "peak_rss_loading_mb": timing["peak_rss_loading_mb"],
+        "peak_rss_mb": timing.get("peak_rss_mb"),
+        "peak_rss_loading_mb": timing.get("peak_rss_loading_mb"),
         "size_mb": accuracy["artifact"]["size_bytes"] / 1e6,
         "unstable_texts": sum(not row["all_runs_same_text"] for row in timed),
     }

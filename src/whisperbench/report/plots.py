@@ -90,10 +90,12 @@ def _label(row) -> str:
     from whisperbench.backends import registry
 
     backend = registry.BACKENDS.get(row.backend)
-    return f"{row.model} {row.precision} {(backend.label if backend else '') or row.backend}"
+    # "*": weights of this backend, numerics of another (Core ML off macOS); the legend says so
+    star = "*" if isinstance(getattr(row, "numerics", None), str) else ""
+    return f"{row.model} {row.precision} {(backend.label if backend else '') or row.backend}{star}"
 
 
-def _legend_handles(models: list[str], backends: list[str]):
+def _legend_handles(models: list[str], backends: list[str], numerics: list[str]):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -104,6 +106,7 @@ def _legend_handles(models: list[str], backends: list[str]):
         for i, b in enumerate(backends)
     ]
     handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))
+    handles += [Line2D([], [], linestyle="", label=f"* {text}") for text in numerics]
     return handles
 
 
@@ -122,7 +125,10 @@ def plot(frame, y: str, ylabel: str, maximize_y: bool, title: str, outputs: list
         axis.set_title(dataset, fontsize=10)
         axis.set_xlabel("size on disk (MB, log scale)")
         axis.set_ylabel(ylabel)
-    figure.legend(handles=_legend_handles(models, backends), loc="lower center", ncol=6, fontsize=8, frameon=False)
+    numerics = sorted(frame["numerics"].dropna().unique()) if "numerics" in frame else []
+    figure.legend(
+        handles=_legend_handles(models, backends, numerics), loc="lower center", ncol=6, fontsize=8, frameon=False
+    )
     figure.suptitle(title, fontsize=11)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     for axis, axis_labels in labels.items():

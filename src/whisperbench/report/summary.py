@@ -21,6 +21,7 @@ COLUMNS = {
     "first_token_ms": "first token ms",
     "decoder_ms_per_token": "decoder ms/token",
     "rtfx_batched": "RTFx batched",
+    "numerics": "numerics",
     "peak_rss_mb": "peak MB",
     "peak_rss_loading_mb": "load MB",
     "n_utterances": "utts",
@@ -29,8 +30,8 @@ COLUMNS = {
     "agreement_pct": "agree %",
     "status": "status",
 }
-# Shown only when some cell has them (timing.throughput).
-OPTIONAL = ("rtfx_batched",)
+# Shown only when some cell has them (timing.throughput; a backend run with another's numerics).
+OPTIONAL = ("rtfx_batched", "numerics")
 
 
 NUMERIC = {

@@ -1,0 +1,150 @@
+"""Core ML backend: one ML Program export per model, then fp32, fp16, int8, int4, pal4 and pal6 packages.
+
+`export` traces the encoder (with the cross-attention K/V, the shared cut point) and a one-token decoder
+step over an explicit fixed-size KV cache (`graphs`), converts both to `.mlpackage` with coremltools and
+checks that the programs hold exactly the PyTorch weights and that the decoder step, run in PyTorch,
+transcribes as transformers does. `prepare` makes one precision with `coremltools.optimize.coreml`:
+
+* fp32: the export; fp16: converted again at fp16 compute precision (weights stored in fp16);
+* int8: `linear_quantize_weights`, symmetric, per channel; int4: the same per block of
+  `int4_block_size` (needs an iOS 18 / macOS 15 target); pal4 / pal6: `palettize_weights`, k-means
+  look-up tables of 16 / 64 entries (`palettization_granularity`). Compressed recipes start from the
+  fp16 program, as Apple's tools do; weights a recipe cannot express stay float and are listed.
+
+Running a package needs macOS (`predict`). There, `load` runs the programs with `compute_units`. Elsewhere
+it reads every weight back exactly as the device would decompress it (`weights`), puts them into the
+PyTorch model and decodes with the PyTorch backend: these cells' WER is that of the Core ML weights
+with PyTorch numerics, and their speed and memory are not measured (`speed_unavailable`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from whisperbench.backends.base import BackendOptions, BuildContext, Decoding
+
+PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6")
+MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
+COMPUTE_UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
+DEPLOYMENT_TARGETS = ("iOS17", "iOS18", "macOS14", "macOS15")
+GRANULARITIES = ("per_tensor", "per_grouped_channel")
+WEIGHT_NAMES, EXPORT_CHECK, TRACED = "weight_names.json", "export_check.json", ("encoder.pt", "decoder.pt")
+NUMERICS_OFF_MACOS = "Core ML weights, PyTorch numerics"
+MIN_IDENTICAL = 0.99  # share of check utterances whose decoder-step transcript must equal transformers'
+
+
+@dataclass(frozen=True)
+class Options(BackendOptions):
+    compute_units: str = "all"
+    minimum_deployment_target: str = "iOS18"
+    int4_block_size: int = 32
+    palettization_granularity: str = "per_tensor"
+    palettization_group_size: int = 16
+    export_check_utterances: int = 4
+
+    def __post_init__(self):
+        checks = [
+            ("compute_units", self.compute_units in COMPUTE_UNITS, ", ".join(COMPUTE_UNITS)),
+            (
+                "minimum_deployment_target",
+                self.minimum_deployment_target in DEPLOYMENT_TARGETS,
+                ", ".join(DEPLOYMENT_TARGETS),
+            ),
+            ("int4_block_size", self.int4_block_size in (16, 32, 64, 128), "16, 32, 64, 128"),
+            ("palettization_granularity", self.palettization_granularity in GRANULARITIES, ", ".join(GRANULARITIES)),
+            ("palettization_group_size", self.palettization_group_size in (8, 16, 32, 64), "8, 16, 32, 64"),
+            ("export_check_utterances", _positive(self.export_check_utterances), "a positive integer"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not allowed; allowed: {allowed}")
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def unsupported_reason(precision: str) -> str | None:
+    return None
+
+
+def decoding_problem(decoding: dict) -> str | None:
+    if decoding.get("num_beams", 1) != 1:
+        return "decoding.num_beams: coreml decodes greedily; set 1"
+    if decoding.get("timestamps"):
+        return "decoding.timestamps: coreml decodes without timestamps; set false"
+    return None
+
+
+def can_predict() -> bool:
+    """Core ML runs models only on macOS, through coremltools' native extension."""
+    if sys.platform != "darwin":
+        return False
+    try:
+        import coremltools.libcoremlpython  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def speed_unavailable() -> str | None:
+    """Why the timing pass cannot measure this backend here (None: it can)."""
+    return None if can_predict() else "needs macOS (Core ML runs models only there)"
+
+
+def _copy_processor(source: Path, output_dir: Path) -> None:
+    for path in [*source.glob("*.json"), *source.glob("*.txt")]:
+        if path.name not in ("artifact.json", EXPORT_CHECK, "model.safetensors.index.json"):
+            shutil.copy2(path, output_dir / path.name)
+
+
+# ---------------------------------------------------------------- export (once per model)
+
+
+def export(hf_dir: Path, options: Options, context: BuildContext, check_rows: list[dict], output_dir: Path) -> dict:
+    """Convert both programs at fp32, keep the traces (for fp16) and the weight names, check them."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    from whisperbench.backends.coreml import graphs, weights
+
+    torch.set_num_threads(context.threads)
+    model = WhisperForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="eager")
+    traced = graphs.trace(model.eval())
+    graphs.convert(traced, model.config, output_dir, "float32", options.minimum_deployment_target)
+    for name, part in zip(TRACED, ("encoder", "decoder"), strict=True):
+        torch.jit.save(traced[part], str(output_dir / name))
+    (output_dir / WEIGHT_NAMES).write_text(json.dumps(weights.const_names(model), indent=1) + "\n")
+    _copy_processor(hf_dir, output_dir)
+    from whisperbench.backends.coreml.check import export_check
+
+    check = export_check(model, output_dir, check_rows[: options.export_check_utterances], context)
+    (output_dir / EXPORT_CHECK).write_text(json.dumps(check, indent=2) + "\n")
+    return check
+
+
+# ---------------------------------------------------------------- precisions (one artifact each)
+
+
+def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
+    """Build one precision's packages from the export and list how each weight is stored."""
+    from whisperbench.backends.coreml import recipes
+
+    _copy_processor(source_dir, output_dir)
+    shutil.copy2(source_dir / WEIGHT_NAMES, output_dir / WEIGHT_NAMES)
+    details = recipes.build(Path(source_dir), precision, options, Path(output_dir), context)
+    return details | {"numerics_here": None if can_predict() else NUMERICS_OFF_MACOS}
+
+
+def load(artifact_dir: Path, precision: str, options: Options, decoding: Decoding, threads: int):
+    if can_predict():
+        from whisperbench.backends.coreml.runtime import CoreMLTranscriber
+
+        return CoreMLTranscriber.load(Path(artifact_dir), options, decoding)
+    from whisperbench.backends.coreml.check import pytorch_transcriber
+
+    return pytorch_transcriber(Path(artifact_dir), decoding, threads)

@@ -1,0 +1,90 @@
+"""One Core ML precision from the export: fp32 as is, fp16 re-converted, the rest compressed from fp16."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+from whisperbench.backends.base import BuildContext
+from whisperbench.backends.coreml import graphs, weights
+
+PALETTE_BITS = {"pal4": 4, "pal6": 6}
+
+
+def _fp16(source_dir: Path, output_dir: Path, deployment_target: str) -> None:
+    import torch
+    from transformers import WhisperConfig
+
+    traced = {part: torch.jit.load(str(source_dir / f"{part}.pt")) for part in ("encoder", "decoder")}
+    graphs.convert(traced, WhisperConfig.from_pretrained(source_dir), output_dir, "float16", deployment_target)
+
+
+def _config(precision: str, options):
+    import coremltools.optimize.coreml as cto
+
+    if precision == "int8":
+        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+        return cto.linear_quantize_weights, op, "linear_quantize_weights int8 symmetric per channel"
+    if precision == "int4":
+        op = cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int4", granularity="per_block", block_size=options.int4_block_size
+        )
+        return (
+            cto.linear_quantize_weights,
+            op,
+            f"linear_quantize_weights int4 symmetric, blocks of {options.int4_block_size}",
+        )
+    grouped = options.palettization_granularity == "per_grouped_channel"
+    op = cto.OpPalettizerConfig(
+        mode="kmeans",
+        nbits=PALETTE_BITS[precision],
+        granularity=options.palettization_granularity,
+        **({"group_size": options.palettization_group_size} if grouped else {}),
+    )
+    where = f"groups of {options.palettization_group_size} channels" if grouped else "one table per tensor"
+    return cto.palettize_weights, op, f"palettize_weights k-means {PALETTE_BITS[precision]}-bit, {where}"
+
+
+def _compress(fp16_dir: Path, precision: str, options, output_dir: Path) -> str:
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+
+    compress, op_config, recipe = _config(precision, options)
+    for package in graphs.PACKAGES:
+        model = ct.models.MLModel(str(fp16_dir / package), skip_model_load=True)
+        compress(model, cto.OptimizationConfig(global_config=op_config)).save(str(output_dir / package))
+    return recipe
+
+
+def build(source_dir: Path, precision: str, options, output_dir: Path, context: BuildContext) -> dict:
+    import torch
+
+    torch.set_num_threads(context.threads)
+    target = options.minimum_deployment_target
+    if precision == "fp32":
+        for package in graphs.PACKAGES:
+            shutil.copytree(source_dir / package, output_dir / package)
+        recipe = "coremltools convert, fp32 compute precision"
+    elif precision == "fp16":
+        _fp16(source_dir, output_dir, target)
+        recipe = "coremltools convert, fp16 compute precision (weights stored in fp16)"
+    else:
+        with tempfile.TemporaryDirectory(prefix="whisperbench-coreml-") as scratch:
+            _fp16(source_dir, Path(scratch), target)
+            recipe = _compress(Path(scratch), precision, options, output_dir) + " (from the fp16 program)"
+    names = json.loads((output_dir / "weight_names.json").read_text())
+    tensors, storage = weights.state_dict([output_dir / p for p in graphs.PACKAGES], names)
+    stored = sorted(set(storage.values()))
+    return {
+        "library": f"coremltools {version('coremltools')}",
+        "packages_bytes": sum(
+            f.stat().st_size for p in graphs.PACKAGES for f in (output_dir / p).rglob("*") if f.is_file()
+        ),
+        "recipe": recipe,
+        "minimum_deployment_target": target,
+        "weights_stored_as": {how: sum(1 for s in storage.values() if s == how) for how in stored},
+        "kept_float": weights.kept_float(storage, tensors) if precision not in ("fp32", "fp16") else [],
+    }

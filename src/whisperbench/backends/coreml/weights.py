@@ -1,0 +1,79 @@
+"""Read a Core ML package's weights back as dense float arrays, named as the HF model's parameters.
+
+Works on Linux (no `predict` needed): the package's ML Program is loaded with coremltools' milproto
+reader, every `const` weight is taken as stored, and every compressed weight (`constexpr_lut_to_dense`
+for palettization, `constexpr_blockwise_shift_scale` for linear int8/int4) is materialized by
+coremltools itself, i.e. exactly the dense weight the device decompresses. Const names are the
+traced modules' paths (`decoder_layers_0_fc1_weight`), with a suffix after compression or a cast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# What coremltools appends to a weight's name when it compresses or casts it.
+SUFFIXES = ("_palettized", "_quantized", "_to_fp16")
+# Weights smaller than this stay float in every recipe (biases, norms): coremltools' default threshold.
+WEIGHT_THRESHOLD = 2048
+
+
+def program(package: Path):
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    model = ct.models.MLModel(str(package), skip_model_load=True)
+    spec = model.get_spec()
+    return load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir)
+
+
+def _base_name(name: str) -> str:
+    for suffix in SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name
+
+
+def read(package: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """{weight name: (how it is stored, dense float32 array)} of every weight in the package."""
+    weights = {}
+    for op in program(package).functions["main"].operations:
+        if op.op_type == "const":
+            value = op.outputs[0].val
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 1:
+                weights.setdefault(_base_name(op.name), ("float", value.astype(np.float32)))
+        elif op.op_type.startswith("constexpr_"):
+            weights[_base_name(op.name)] = (op.op_type, np.asarray(op.materialized_val_inference(), np.float32))
+    return weights
+
+
+def const_names(model) -> dict[str, str]:
+    """{const name in the programs: HF parameter name} for every parameter the two programs use."""
+    from whisperbench.backends.coreml.graphs import wrappers
+
+    hf_names = {}
+    for name, parameter in model.named_parameters():  # the tied output projection comes after the embedding
+        hf_names.setdefault(id(parameter), name)
+    names = {}
+    for wrapper in wrappers(model):
+        for name, parameter in wrapper.named_parameters():
+            names[name.replace(".", "_")] = hf_names[id(parameter)]
+    return names
+
+
+def state_dict(packages: list[Path], names: dict[str, str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The HF state dict the packages hold, and how each weight was stored (float or its constexpr op)."""
+    tensors, storage = {}, {}
+    for package in packages:
+        for const, (stored, value) in read(package).items():
+            if const in names:
+                tensors[names[const]], storage[names[const]] = value, stored
+    missing = sorted(set(names.values()) - set(tensors))
+    if missing:
+        raise ValueError(f"{len(missing)} weight(s) not found in the Core ML programs, e.g. {missing[0]}")
+    return tensors, storage
+
+
+def kept_float(storage: dict[str, str], tensors: dict[str, np.ndarray]) -> list[str]:
+    """Weights large enough to compress that the recipe left float (e.g. a conv the block size cannot cover)."""
+    return sorted(n for n, how in storage.items() if how == "float" and tensors[n].size >= WEIGHT_THRESHOLD)
