@@ -217,6 +217,7 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     _run([str(BIN / "snakemake"), "--cores", "2"], snake)
     summary = (snake / "results/summary.md").read_text()
     assert "| synthetic" in summary and "fp32" in summary and "int4" in summary
+    assert "Core ML weights, PyTorch numerics" in summary and "speed, memory: needs macOS" in summary
     assert (snake / "results/plots/wer_vs_size.png").stat().st_size > 1000
     assert "Nothing to be done" in _run([str(BIN / "snakemake"), "--cores", "2", "-n"], snake)
     _copy_plans_nothing(snake, tmp_path)

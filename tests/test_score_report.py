@@ -174,3 +174,19 @@ def test_sets_smaller_than_asked_and_calibration_counts_are_in_the_summary_notes
     assert "librispeech-test-clean: 1 timed utterances of the 16 asked" in text
     assert "tiny.en pytorch int8_static: calibrated on 2 clips of the 8 asked" in text
     assert "Calibrated (clips of the `calibration` set): tiny.en pytorch int8_static on 2." in text
+
+
+def test_a_cell_whose_speed_cannot_be_measured_here_says_why_and_has_no_speed():
+    import pandas as pd
+
+    accuracy, timing = _records(precision="pal4")
+    accuracy |= {"runtime": {"numerics": "Core ML weights, PyTorch numerics"}}
+    timing = {key: value for key, value in timing.items() if not key.startswith("peak")}
+    timing |= {"speed_unavailable": "needs macOS (Core ML runs models only there)", "n_utterances": 0}
+    metrics = score([{"id": "u1", **_row("A B", "a b")}], accuracy, [], timing)
+    assert metrics["status"] == "ok; speed, memory: needs macOS (Core ML runs models only there)"
+    assert metrics["rtfx"] is None and metrics["peak_rss_mb"] is None and metrics["wer"] == 0.0
+    frame = summary.table(pd.DataFrame([metrics, _metrics("tiny.en", "fp32", 150, 0.1, 5.0)]))
+    assert sorted(frame["numerics"].fillna("")) == ["", "Core ML weights, PyTorch numerics"]
+    starred = frame[frame["precision"] == "pal4"].iloc[0]
+    assert plots._label(starred).endswith("PT*")
