@@ -69,7 +69,7 @@ def test_calibrating_on_an_evaluated_subset_is_refused():
 def test_static_int8_keeps_the_mlp_down_projections_in_float():
     from onnx import TensorProto, helper, numpy_helper
 
-    from whisperbench.backends import onnx_graphs
+    from whisperbench.backends.onnxruntime import graphs as onnx_graphs
 
     weights = [
         numpy_helper.from_array(np.zeros(shape, np.float32), name)
@@ -178,7 +178,7 @@ def test_a_corrupt_onnx_file_is_detected_and_removed(export_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_recipe_marks_its_cell_failed_and_the_rest_goes_on(export_dir, tiny_en_dir, tmp_path, monkeypatch):
-    from whisperbench.backends import onnxruntime as backend
+    from whisperbench.backends.onnxruntime import recipes as backend
     from whisperbench.evaluate import accuracy_pass, timing_pass
     from whisperbench.metrics.score import score
     from whisperbench.report.summary import table

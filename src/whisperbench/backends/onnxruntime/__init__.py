@@ -1,0 +1,130 @@
+"""ONNX Runtime backend: one FP32 export per model, then FP32, FP16, INT8 dynamic, INT8 static (QDQ), INT4.
+
+`export` (export.py) writes the two graphs of `graphs` once per model and checks them against PyTorch
+FP32 on real clips; `prepare` (recipes.py) turns that export into one precision:
+
+* fp32: the export as is;
+* fp16: `onnxruntime.transformers.float16` (inputs/outputs stay float32);
+* int8_dynamic: `quantize_dynamic`, per-channel int8 weights; 7-bit weights (`reduce_range`)
+  unless the CPU has VNNI, as ONNX Runtime advises (saturation in u8s8 kernels without it);
+* int8_static: `quantize_static`, QDQ, activations calibrated on utterances disjoint from the
+  evaluation sets (the export's calibration manifest), for the encoder; the decoder step is
+  quantized dynamically (static ranges made it hallucinate, see `_int8_static`);
+* int4: `MatMulNBitsQuantizer` (weight-only, symmetric blocks), embedding included.
+
+Both INT8 recipes keep attention's activation × activation MatMuls, convolutions, layer norms,
+softmax and the position tables in float. Decoding is greedy with the KV cache and the same
+rules as the PyTorch backend (forced prompt, suppressed tokens, no timestamps, max new tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from whisperbench.backends.base import BackendOptions
+from whisperbench.backends.onnxruntime import graphs
+
+PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static", "int4")
+MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+CALIBRATION_METHODS = ("minmax", "percentile")
+EXPORT_CHECK = "export_check.json"
+CALIBRATION = "calibration.jsonl"
+MIN_IDENTICAL = 0.99  # share of check utterances whose FP32 ONNX transcript must equal PyTorch's
+PROCESSOR_FILES = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "normalizer.json",
+)
+
+
+@dataclass(frozen=True)
+class Options(BackendOptions):
+    execution_provider: str = "cpu"
+    graph_optimization_level: str = "all"
+    opset: int = graphs.OPSET
+    int8_reduce_range: str | bool = "auto"
+    calibration_utterances: int = 8
+    calibration_method: str = "minmax"
+    int4_block_size: int = 32
+    int4_accuracy_level: int = 4
+    export_check_utterances: int = 16
+
+    def __post_init__(self):
+        checks = [
+            ("execution_provider", self.execution_provider in PROVIDERS, ", ".join(PROVIDERS)),
+            (
+                "graph_optimization_level",
+                self.graph_optimization_level in OPTIMIZATION_LEVELS,
+                ", ".join(OPTIMIZATION_LEVELS),
+            ),
+            ("opset", isinstance(self.opset, int) and 17 <= self.opset <= 21, "an integer from 17 to 21"),
+            ("int8_reduce_range", self.int8_reduce_range in ("auto", True, False), "auto, true, false"),
+            ("calibration_utterances", _positive(self.calibration_utterances), "a positive integer"),
+            ("calibration_method", self.calibration_method in CALIBRATION_METHODS, ", ".join(CALIBRATION_METHODS)),
+            ("int4_block_size", self.int4_block_size in (16, 32, 64, 128, 256), "16, 32, 64, 128, 256"),
+            ("int4_accuracy_level", self.int4_accuracy_level in (0, 1, 2, 3, 4), "0, 1, 2, 3, 4"),
+            ("export_check_utterances", _positive(self.export_check_utterances), "a positive integer"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not allowed; allowed: {allowed}")
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def unsupported_reason(precision: str) -> str | None:
+    return None
+
+
+def batch_reason(precision: str) -> str | None:
+    """Why batching would change this precision's transcripts (the accuracy pass then decodes one at a time)."""
+    if precision in ("int8_dynamic", "int8_static"):
+        # DynamicQuantizeLinear takes one scale over the whole activation tensor, so each utterance's
+        # decoder inputs would be quantized with the range of the others in its batch.
+        return f"{precision} quantizes decoder activations per tensor, across the batch"
+    return None
+
+
+def decoding_problem(decoding: dict) -> str | None:
+    """Rules of `decoding` this backend's greedy loop does not implement."""
+    if decoding.get("num_beams", 1) != 1:
+        return "decoding.num_beams: onnxruntime decodes greedily; set 1"
+    if decoding.get("timestamps"):
+        return "decoding.timestamps: onnxruntime decodes without timestamps; set false"
+    return None
+
+
+def environment_problem(options: Options) -> str | None:
+    """Whether the chosen execution provider exists in this onnxruntime build (imports onnxruntime)."""
+    if options.execution_provider == "cpu":
+        return None
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if PROVIDERS[options.execution_provider] not in available:
+        return (
+            f"execution_provider: {options.execution_provider} is not available in this onnxruntime build "
+            f"(available: {', '.join(available)}); install onnxruntime-gpu or use cpu"
+        )
+    return None
+
+
+# The interface (base.py), from the modules that implement it; heavy libraries load on use.
+from whisperbench.backends.onnxruntime.export import export  # noqa: E402
+from whisperbench.backends.onnxruntime.recipes import prepare  # noqa: E402
+from whisperbench.backends.onnxruntime.runtime import load  # noqa: E402
+
+__all__ = ["PRECISIONS", "MAX_AUDIO_S", "Options", "batch_reason", "decoding_problem", "environment_problem"]
+__all__ += ["export", "load", "prepare", "unsupported_reason"]

@@ -1,0 +1,180 @@
+"""One ONNX Runtime precision built from the export: the recipes, each a quantizer of onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from whisperbench.backends.base import BuildContext
+from whisperbench.backends.onnxruntime import CALIBRATION, Options, graphs
+from whisperbench.backends.onnxruntime.export import copy_processor
+
+log = logging.getLogger("whisperbench")
+
+
+def _has_vnni() -> bool:
+    from whisperbench.metrics.provenance import cpu_info
+
+    return bool({"avx512_vnni", "avx_vnni"} & set(cpu_info()["flags"]))
+
+
+def _reduce_range(options: Options) -> bool:
+    return not _has_vnni() if options.int8_reduce_range == "auto" else bool(options.int8_reduce_range)
+
+
+def _untied(source: Path, scratch: Path) -> tuple[Path, list[str]]:
+    """The graph with its tied projection as a real initializer (so quantizers see it), and float-only nodes."""
+    model = graphs.load(source)
+    graphs.untie_transposed_weights(model)
+    keep_float = graphs.float_only_nodes(model)
+    path = scratch / source.name
+    graphs.save(model, path)
+    return path, keep_float
+
+
+def _fp16(source: Path, target: Path, options: Options, context: dict) -> dict:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    graphs.save(convert_float_to_float16(graphs.load(source), keep_io_types=True), target)
+    return {"recipe": "convert_float_to_float16(keep_io_types=True)"}
+
+
+def _int8_dynamic(source: Path, target: Path, options: Options, context: dict) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    untied, keep_float = _untied(source, context["scratch"])
+    reduce_range = _reduce_range(options)
+    quantize_dynamic(
+        untied,
+        target,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=reduce_range,
+        op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+        nodes_to_exclude=keep_float,
+        use_external_data_format=target.with_name(target.name + ".data").exists(),
+    )
+    return {
+        "recipe": "quantize_dynamic QInt8 per-channel",
+        "reduce_range": reduce_range,
+        "float_nodes": len(keep_float),
+    }
+
+
+class _Feeds:
+    """An onnxruntime CalibrationDataReader over a list of input dicts."""
+
+    def __init__(self, feeds: list[dict]):
+        self.feeds = iter(feeds)
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+    def rewind(self):  # the calibrator may ask; one pass is all MinMax needs
+        pass
+
+
+def _calibration_feeds(export_dir: Path, options: Options, context: dict) -> list[dict]:
+    """Encoder inputs (log-mel features) of the calibration clips."""
+    from whisperbench.data import audio as audio_io
+
+    rows = context["calibration"][: options.calibration_utterances]
+    if len(rows) < options.calibration_utterances:
+        log.warning(
+            "backends.onnxruntime.options.calibration_utterances: asked for %d, the calibration set holds %d",
+            options.calibration_utterances,
+            len(rows),
+        )
+    from whisperbench.backends.onnxruntime.runtime import load
+
+    transcriber = load(export_dir, "fp32", Options(), context["build"].decoding, context["build"].threads)
+    return [{"input_features": transcriber.features(audio_io.load(row["audio_path"]))} for row in rows]
+
+
+def _int8_static(source: Path, target: Path, options: Options, context: dict) -> dict:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if source.name == graphs.DECODER:
+        # Static ranges for the one-token decoder step (QDQ on every MatMul, embedding and logits kept
+        # float) made tiny.en hallucinate on test-clean (" stuff.", "and he's been doing it all the
+        # time"); the decoder of this recipe is quantized dynamically, the encoder statically.
+        details = _int8_dynamic(source, target, options, context)
+        return details | {"recipe": f"decoder: {details['recipe']} (static ranges hallucinated)"}
+    if "feeds" not in context:
+        context["feeds"] = _calibration_feeds(source.parent, options, context)
+    graph = graphs.load(source)
+    keep_float = graphs.float_only_nodes(graph) + graphs.mlp_down_projections(graph)
+    reduce_range = _reduce_range(options)
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+    quantize_static(
+        source,
+        target,
+        _Feeds(context["feeds"]),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        per_channel=True,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep_float,
+        # No CalibMaxIntermediateOutputs: in onnxruntime 1.32 reaching it discards the collected ranges.
+        # MinMax keeps only per-tensor ReduceMin/ReduceMax outputs, so memory stays small anyway.
+        calibrate_method=method[options.calibration_method],
+    )
+    return {
+        "recipe": f"quantize_static QDQ U8S8 per-channel, {options.calibration_method} calibration, MLP fc2 in float",
+        "reduce_range": reduce_range,
+        "calibration_ids": [row["id"] for row in context["calibration"][: options.calibration_utterances]],
+        "calibration_asked": options.calibration_utterances,
+        "float_nodes": len(keep_float),
+    }
+
+
+def _int4(source: Path, target: Path, options: Options, context: dict) -> dict:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    untied, _ = _untied(source, context["scratch"])
+    quantizer = MatMulNBitsQuantizer(
+        graphs.load(untied),
+        bits=4,
+        block_size=options.int4_block_size,
+        is_symmetric=True,
+        accuracy_level=options.int4_accuracy_level,
+        op_types_to_quantize=("MatMul", "Gather"),
+        quant_axes=(("MatMul", 0), ("Gather", 1)),
+    )
+    quantizer.process()
+    graphs.save(quantizer.model.model, target)
+    return {
+        "recipe": f"MatMulNBits 4-bit symmetric, block {options.int4_block_size}",
+        "accuracy_level": options.int4_accuracy_level,
+    }
+
+
+RECIPES = {"fp16": _fp16, "int8_dynamic": _int8_dynamic, "int8_static": _int8_static, "int4": _int4}
+
+
+def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
+    """Build one precision from the export in `source_dir` into `output_dir`."""
+    from importlib.metadata import version
+
+    source_dir = Path(source_dir)
+    copy_processor(source_dir, output_dir)
+    details = {"library": f"onnxruntime {version('onnxruntime')}", "opset": options.opset}
+    if precision == "fp32":
+        for name in graphs.GRAPHS:
+            shutil.copy2(source_dir / name, output_dir / name)
+        return details | {"recipe": "torch.onnx export (dynamo)"}
+    calibration = [json.loads(line) for line in (source_dir / CALIBRATION).read_text().splitlines() if line.strip()]
+    with tempfile.TemporaryDirectory(prefix="whisperbench-onnx-") as scratch:
+        state = {"scratch": Path(scratch), "calibration": calibration, "build": context}
+        for name in graphs.GRAPHS:
+            details[name] = RECIPES[precision](source_dir / name, output_dir / name, options, state)
+    if "calibration_ids" in details[graphs.ENCODER]:  # top level: evaluation checks it is disjoint
+        details["calibration_ids"] = details[graphs.ENCODER].pop("calibration_ids")
+        details["calibration_asked"] = details[graphs.ENCODER].pop("calibration_asked")
+        details[graphs.DECODER].pop("calibration_ids", None)
+    return details
