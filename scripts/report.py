@@ -10,12 +10,14 @@ from whisperbench.report import plots, summary
 def main(argv=None):
     arguments = cli.parser(__doc__)
     arguments.add_argument("--metrics", nargs="+", required=True, help="every cell's metrics.json")
+    arguments.add_argument("--hypotheses", nargs="+", required=True, help="every cell's hypotheses (same order)")
     for name in ("csv", "markdown", "latex", "json"):
         arguments.add_argument(f"--{name}", type=Path, required=True)
     arguments.add_argument("--plots", nargs="+", type=Path, required=True, help="plot files to write")
     arguments = arguments.parse_args(argv)
     params = cli.start(arguments)
     metrics = summary.load_metrics(arguments.metrics)
+    metrics["parity"] = summary.parity(metrics, arguments.hypotheses, params["report"]["parity_reference"])
     frame = summary.table(metrics, params["report"]["baseline_precision"])
     summary.write_tables(
         frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, summary.notes(metrics)

@@ -62,7 +62,7 @@ def test_both_engines_plan_the_same_commands():
     assert _snakemake_commands(REPO) == dvc_commands
     # manifests (2 datasets, their 2 timed subsets, calibration), models, exports (onnxruntime, coreml),
     # artifacts, accuracy and timing passes, scores, report
-    assert len(dvc_commands) == 5 + 2 + 4 + 32 + 64 + 64 + 64 + 1
+    assert len(dvc_commands) == 5 + 2 + 4 + 46 + 92 + 92 + 92 + 1
     # no absolute path in any command: a study copied elsewhere plans nothing new
     assert all(command.startswith("python scripts/") and " /" not in command for command in dvc_commands)
 

@@ -190,3 +190,21 @@ def test_a_cell_whose_speed_cannot_be_measured_here_says_why_and_has_no_speed():
     assert sorted(frame["numerics"].fillna("")) == ["", "Core ML weights, PyTorch numerics"]
     starred = frame[frame["precision"] == "pal4"].iloc[0]
     assert plots._label(starred).endswith("PT*")
+
+
+def test_parity_is_the_share_of_transcripts_equal_to_the_reference_cells(tmp_path):
+    import pandas as pd
+
+    from whisperbench.io import write_jsonl
+
+    cells = [("pytorch", "fp32"), ("ctranslate2", "fp32"), ("onnxruntime", "int4")]
+    texts = {"pytorch": ["a", "b", "c", "d"], "ctranslate2": ["a", "b", "c", "x"], "onnxruntime": ["a", "y", "c", "x"]}
+    paths = []
+    for backend, _ in cells:
+        paths.append(tmp_path / f"{backend}.jsonl")
+        rows = [{"id": f"u{i}", "hypothesis": text} for i, text in enumerate(texts[backend])]
+        write_jsonl(paths[-1], rows + [{"id": "long", "hypothesis": "", "skipped": "longer than 30 s"}])
+    metrics = pd.DataFrame([{"dataset": "d", "model": "tiny.en", "backend": b, "precision": p} for b, p in cells])
+    assert summary.parity(metrics, paths, "pytorch/fp32") == [1.0, 0.75, 0.5]
+    assert summary.parity(metrics, paths, "coreml/fp32") == [None, None, None]
+    assert summary.parity(metrics, paths, None) == [None, None, None]

@@ -54,6 +54,11 @@ def metrics_paths(params: dict) -> list[str]:
     return [path("metrics", **cell.__dict__) for cell in cells(params)]
 
 
+def hypotheses_paths(params: dict) -> list[str]:
+    """Every cell's hypotheses, in the order of metrics_paths (the report pairs them)."""
+    return [path("hypotheses", **cell.__dict__) for cell in cells(params)]
+
+
 def needs_calibration(params: dict) -> bool:
     return bool(exports(params))
 
@@ -274,17 +279,17 @@ def _cell_stages(params: dict, raw: dict, params_file: str) -> dict:
 
 
 def _report_stage(params: dict, raw: dict, params_file: str) -> dict:
-    metrics = metrics_paths(params)
+    metrics, hypotheses = metrics_paths(params), hypotheses_paths(params)
     plot_files = plot_paths(params)
     cmd = (
-        f"{_script('report', params_file)} --metrics {' '.join(metrics)} "
+        f"{_script('report', params_file)} --metrics {' '.join(metrics)} --hypotheses {' '.join(hypotheses)} "
         f"--csv {path('summary_csv')} --markdown {path('summary_md')} --latex {path('summary_tex')} "
         f"--json {path('summary_json')} --plots {' '.join(plot_files)} --log logs/report.log"
     )
     return {
         "report": {
             "cmd": cmd,
-            "deps": metrics + ["scripts/report.py", f"{CODE}/report"],
+            "deps": metrics + hypotheses + ["scripts/report.py", f"{CODE}/report"],
             "params": _present(raw, "report"),
             "outs": [path("summary_md"), path("summary_tex")],
             "metrics": [{path("summary_json"): {"cache": False}}],

@@ -1,6 +1,7 @@
 rule report:
     input:
         metrics=dag.metrics_paths(PARAMS),
+        hypotheses=dag.hypotheses_paths(PARAMS),  # for the parity column (same order as metrics)
     output:
         csv=dag.PATHS["summary_csv"],
         markdown=dag.PATHS["summary_md"],
@@ -15,5 +16,5 @@ rule report:
         "logs/report.log",
     shell:
         script("report")
-        + " --metrics {input.metrics} --csv {output.csv} --markdown {output.markdown}"
+        + " --metrics {input.metrics} --hypotheses {input.hypotheses} --csv {output.csv} --markdown {output.markdown}"
         + " --latex {output.latex} --json {output.json} --plots {output.plots} --log {log}"

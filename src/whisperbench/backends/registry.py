@@ -17,6 +17,7 @@ class BackendSpec:
     precisions: tuple[str, ...]
     exports: bool = False  # True: one export per model (rule `export`) feeds every precision's build
     label: str = ""  # short name in plot labels (two backends' cells often sit at one point)
+    peer: bool = False  # a peer runtime users compare against (its own markers in the plots)
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -53,6 +54,20 @@ BACKENDS: dict[str, BackendSpec] = {
         precisions=("fp32", "fp16", "int8", "int4", "pal4", "pal6"),
         exports=True,
         label="CML",
+    ),
+    "ctranslate2": BackendSpec(
+        name="ctranslate2",
+        module="whisperbench.backends.ctranslate2",
+        precisions=("fp32", "fp16", "bf16", "int16", "int8", "int8_float32", "int8_bf16", "int8_fp16"),
+        label="CT2",
+        peer=True,
+    ),
+    "whispercpp": BackendSpec(
+        name="whispercpp",
+        module="whisperbench.backends.whispercpp",
+        precisions=("f16", "q8_0", "q5_0", "q4_0"),
+        label="W.cpp",
+        peer=True,
     ),
 }
 

@@ -70,12 +70,15 @@ def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: l
     valid = frame.dropna(subset=["size_mb", y])
     axis.set_xscale("log")
     for row in valid.itertuples(index=False):
+        color = colors(models.index(row.model) % 10)
         axis.scatter(
             row.size_mb,
             getattr(row, y),
             s=42,
             zorder=3,
-            color=colors(models.index(row.model) % 10),
+            # peer runtimes (what users would otherwise pick) are hollow, so our exports stand out against them
+            facecolors="none" if _is_peer(row.backend) else color,
+            edgecolors=color,
             marker=MARKERS[backends.index(row.backend) % len(MARKERS)],
         )
     front = pareto_front(list(zip(valid["size_mb"], valid[y], strict=False)), maximize_y)
@@ -84,6 +87,12 @@ def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: l
         axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2, label="Pareto frontier")
     axis.grid(True, which="both", alpha=0.3)
     return [(row.size_mb, getattr(row, y), _label(row)) for row in valid.itertuples()]
+
+
+def _is_peer(backend: str) -> bool:
+    from whisperbench.backends import registry
+
+    return backend in registry.BACKENDS and registry.get(backend).peer
 
 
 def _label(row) -> str:
@@ -102,7 +111,15 @@ def _legend_handles(models: list[str], backends: list[str], numerics: list[str])
     colors = plt.get_cmap("tab10")
     handles = [Line2D([], [], color=colors(i % 10), marker="o", linestyle="", label=m) for i, m in enumerate(models)]
     handles += [
-        Line2D([], [], color="0.3", marker=MARKERS[i % len(MARKERS)], linestyle="", label=b)
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker=MARKERS[i % len(MARKERS)],
+            markerfacecolor="none" if _is_peer(b) else "0.3",
+            linestyle="",
+            label=f"{b} (peer)" if _is_peer(b) else b,
+        )
         for i, b in enumerate(backends)
     ]
     handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from whisperbench.backends import registry
+
 COLUMNS = {
     "dataset": "dataset",
     "model": "model",
@@ -28,10 +30,11 @@ COLUMNS = {
     "n_subset": "of",
     "n_timed": "timed",
     "agreement_pct": "agree %",
+    "parity_pct": "= ref %",
     "status": "status",
 }
-# Shown only when some cell has them (timing.throughput; a backend run with another's numerics).
-OPTIONAL = ("rtfx_batched", "numerics")
+# Shown only when some cell has them (timing.throughput; another's numerics; a parity reference in the study).
+OPTIONAL = ("rtfx_batched", "numerics", "parity_pct")
 
 
 NUMERIC = {
@@ -49,8 +52,30 @@ NUMERIC = {
     "n_subset",
     "n_timed",
     "agreement",
+    "parity",
     "rtfx_batched",
 }
+
+
+def parity(metrics, hypotheses_paths: list[str | Path], reference: str | None) -> list[float | None]:
+    """Per cell: the share of its evaluated utterances whose transcript equals the reference cell's
+    (`report.parity_reference`, backend/precision, same dataset and model); None without one."""
+    from whisperbench.io import read_jsonl
+
+    texts = [
+        # leading/trailing spaces differ between runtimes' detokenizers and mean nothing
+        {row["id"]: row["hypothesis"].strip() for row in read_jsonl(path) if "skipped" not in row}
+        for path in hypotheses_paths
+    ]
+    cells = list(zip(metrics["dataset"], metrics["model"], metrics["backend"], metrics["precision"], strict=True))
+    by_cell = dict(zip(cells, texts, strict=True))
+    shares = []
+    for (dataset, model, _, _), own in zip(cells, texts, strict=True):
+        backend, _, precision = (reference or "/").partition("/")
+        theirs = by_cell.get((dataset, model, backend, precision))
+        common = sorted(set(own) & set(theirs)) if theirs else []
+        shares.append(sum(own[i] == theirs[i] for i in common) / len(common) if common else None)
+    return shares
 
 
 def load_metrics(paths: list[str | Path]):
@@ -70,6 +95,7 @@ def table(metrics, baseline_precision: str = "fp32"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["wer_pct"] = frame["wer"] * 100
     frame["agreement_pct"] = frame["agreement"] * 100
+    frame["parity_pct"] = frame["parity"] * 100
     frame["params_m"] = frame["n_parameters"] / 1e6
     baseline = frame[frame["precision"] == baseline_precision].set_index(["dataset", "model", "backend"])["wer_pct"]
     keys = list(zip(frame["dataset"], frame["model"], frame["backend"], strict=False))
@@ -94,6 +120,7 @@ DECIMALS = {
     "rtfx": 2,
     "rtfx_batched": 2,
     "agreement_pct": 1,
+    "parity_pct": 1,
     "encoder_ms": 1,
     "first_token_ms": 1,
     "decoder_ms_per_token": 2,
@@ -173,13 +200,19 @@ def notes(metrics) -> str:
         "ms/token = decode time after the first token / decoder steps; peak MB = peak RSS of the timing process while "
         "transcribing, load MB = its peak while importing and loading the model.",
         "agree %: timed utterances whose batch-1 transcript equals the accuracy pass's batched one "
-        "(status flags a cell below 99 %).",
+        "(status flags a cell below 99 %). = ref %: evaluated utterances whose transcript equals the "
+        "`report.parity_reference` cell's (same dataset and model).",
     ]
     lines.append(
         f"Threads: {_values(metrics, 'threads')}; repeats: {_values(metrics, 'repeats')}; "
         f"warm-ups: {_values(metrics, 'warmup')}; accuracy batch size: {_values(metrics, 'batch_size')}."
     )
     lines += shrunk_sets(metrics)
+    peers = sorted(b for b in metrics["backend"].unique() if b in registry.BACKENDS and registry.get(b).peer)
+    if peers:
+        lines.append(
+            f"Peer runtimes (what users would otherwise deploy; hollow markers in the plots): {', '.join(peers)}."
+        )
     if metrics.get("batch_fallback") is not None and metrics["batch_fallback"].fillna(False).astype(bool).any():
         lines.append("A batch failed in some cells' accuracy pass; they were finished one utterance at a time.")
     if metrics["synthetic"].any():

