@@ -15,7 +15,7 @@ import numpy as np
 
 # What coremltools appends to a weight's name when it compresses or casts it.
 SUFFIXES = ("_palettized", "_quantized", "_to_fp16")
-# Weights smaller than this stay float in every recipe (biases, norms): coremltools' default threshold.
+# Weights (2-D and up) no larger than this stay float in every recipe: coremltools' default threshold.
 WEIGHT_THRESHOLD = 2048
 
 
@@ -76,4 +76,5 @@ def state_dict(packages: list[Path], names: dict[str, str]) -> tuple[dict[str, n
 
 def kept_float(storage: dict[str, str], tensors: dict[str, np.ndarray]) -> list[str]:
     """Weights large enough to compress that the recipe left float (e.g. a conv the block size cannot cover)."""
-    return sorted(n for n, how in storage.items() if how == "float" and tensors[n].size >= WEIGHT_THRESHOLD)
+    large = {name for name, value in tensors.items() if value.ndim >= 2 and value.size > WEIGHT_THRESHOLD}
+    return sorted(name for name, how in storage.items() if how == "float" and name in large)
