@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 MARKERS = "osD^vP*X<>"
+MAX_PLOTTED_WER = 100  # %: cells above it are named on the panel instead of drawn (and off the frontier)
 
 
 def pareto_front(points: list[tuple[float, float]], maximize_y: bool) -> list[tuple[float, float]]:
@@ -138,7 +139,22 @@ def plot(frame, y: str, ylabel: str, maximize_y: bool, title: str, outputs: list
     figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
     labels = {}
     for axis, dataset in zip(axes[0], datasets, strict=False):
-        labels[axis] = _panel(axis, frame[frame["dataset"] == dataset], y, maximize_y, models, backends)
+        cells = frame[frame["dataset"] == dataset]
+        if y == "wer_pct":  # a broken cell (hallucinating, WER in the hundreds) would flatten every other point
+            broken = cells[cells[y] > MAX_PLOTTED_WER]
+            cells = cells[~cells.index.isin(broken.index)]
+            if len(broken):
+                names = ", ".join(f"{_label(row)} {getattr(row, y):.0f} %" for row in broken.itertuples())
+                axis.text(
+                    0.01,
+                    0.98,
+                    f"not shown, WER > {MAX_PLOTTED_WER} %: {names}",
+                    transform=axis.transAxes,
+                    fontsize=6,
+                    va="top",
+                    wrap=True,
+                )
+        labels[axis] = _panel(axis, cells, y, maximize_y, models, backends)
         axis.set_title(dataset, fontsize=10)
         axis.set_xlabel("size on disk (MB, log scale)")
         axis.set_ylabel(ylabel)
