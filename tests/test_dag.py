@@ -80,6 +80,17 @@ def test_each_backend_stage_tracks_only_its_own_backend_options():
         assert {item["backend"] for item in stages[name]["foreach"].values()} == {backend}, name
 
 
+def test_whispercpp_accuracy_pass_runs_on_the_timing_threads():
+    """ggml's sums depend on the thread count: both passes of a whisper.cpp cell must use the same one."""
+    params = config.load(REPO / "params.yaml")
+    params["accuracy"]["threads"], params["timing"]["threads"] = 1, 3
+    assert config.accuracy_threads("whispercpp", params) == 3
+    assert config.accuracy_threads("pytorch", params) == 1
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert "timing.threads" in stages["accuracy_whispercpp"]["do"]["params"]
+    assert "timing.threads" not in stages["accuracy_pytorch"]["do"]["params"]
+
+
 def test_both_engines_plan_the_same_commands_for_a_hugging_face_dataset(tmp_path):
     workdir = _workspace(tmp_path, "hf")
     params = yaml.safe_load((workdir / "params.yaml").read_text())

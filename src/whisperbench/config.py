@@ -227,3 +227,11 @@ def exports(params: dict) -> list[tuple[str, str]]:
 def artifacts(params: dict) -> list[tuple[str, str, str]]:
     """Every (model, backend, precision) artifact the cells need, built once for all datasets."""
     return sorted({(cell.model, cell.backend, cell.precision) for cell in cells(params)})
+
+
+def accuracy_threads(backend: str, params: dict) -> int:
+    """Threads of a cell's accuracy pass: `accuracy.threads`, or `timing.threads` where threads change numerics."""
+    from whisperbench.backends import registry
+
+    which = "timing" if registry.get(backend).threads_change_numerics else "accuracy"
+    return params[which]["threads"]

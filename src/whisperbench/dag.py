@@ -242,6 +242,8 @@ def _pass_stage(params: dict, raw: dict, params_file: str, which: str, backend: 
     keys = ["decoding", which] + (
         ["accuracy.batch_size"] if which == "timing" and params["timing"]["throughput"] else []
     )
+    if which == "accuracy" and registry.get(backend).threads_change_numerics:
+        keys.append("timing.threads")
     return _stage(
         f"{_script('transcribe', params_file)} --pass {which} --dataset ${{item.dataset}} --model ${{item.model}} "
         f"--backend ${{item.backend}} --precision ${{item.precision}} --manifest {_dvc(PATHS[manifest])} "

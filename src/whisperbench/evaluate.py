@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from whisperbench import artifacts
+from whisperbench import artifacts, config
 from whisperbench.backends import registry
 from whisperbench.backends.base import Decoding, Transcription
 from whisperbench.config import Cell
@@ -169,13 +169,15 @@ def accuracy_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, art
     if run.failed:
         return [], run.record("accuracy", n_utterances=0)
     batch_size, unbatched = batch_size_of(cell, params)
-    transcriber, load_s = run.load(settings["threads"])
+    threads = config.accuracy_threads(cell.backend, params)
+    transcriber, load_s = run.load(threads)
     start = time.perf_counter()
     rows, fallback = decode_all(transcriber, run.utterances, batch_size, progress)
     record = run.record(
         "accuracy",
         runtime=getattr(transcriber, "runtime", {}),
-        threads=settings["threads"],
+        threads=threads,
+        threads_reason=None if threads == settings["threads"] else "timing.threads: its numerics depend on them",
         batch_size=batch_size,
         batch_size_reason=unbatched,
         batch_fallback=fallback,

@@ -28,12 +28,13 @@ rule accuracy:
     params:
         decoding=canonical(PARAMS["decoding"]),
         accuracy=canonical(PARAMS["accuracy"]),
+        threads=lambda wildcards: study_config.accuracy_threads(wildcards.backend, PARAMS),
         options=cell_options,
     conda:
         "../../envs/whisperbench.yaml"
     log:
         "logs/accuracy/{dataset}/{model}/{backend}/{precision}.log",
-    threads: PARAMS["accuracy"]["threads"]
+    threads: lambda wildcards: study_config.accuracy_threads(wildcards.backend, PARAMS)
     shell:
         pass_command("accuracy", "manifest", "hypotheses", "run")
 

@@ -18,6 +18,9 @@ class BackendSpec:
     exports: bool = False  # True: one export per model (rule `export`) feeds every precision's build
     label: str = ""  # short name in plot labels (two backends' cells often sit at one point)
     peer: bool = False  # a peer runtime users compare against (its own markers in the plots)
+    # True where the thread count changes the numerics (ggml splits its reductions across threads): the
+    # accuracy pass then runs on `timing.threads` too, so both passes decode with the same arithmetic.
+    threads_change_numerics: bool = False
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -68,6 +71,7 @@ BACKENDS: dict[str, BackendSpec] = {
         precisions=("f16", "q8_0", "q5_0", "q4_0"),
         label="W.cpp",
         peer=True,
+        threads_change_numerics=True,
     ),
 }
 
