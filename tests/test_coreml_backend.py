@@ -2,7 +2,7 @@ import json
 import shutil
 
 import pytest
-from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params
+from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params, size_breakdown
 
 from whisperbench import artifacts, config
 from whisperbench.backends import coreml
@@ -97,6 +97,8 @@ def test_compressed_packages_are_the_expected_fraction_and_say_how_weights_are_s
     assert size["int8"] == pytest.approx(size["fp32"] / 4, rel=0.10)
     assert size["pal4"] < size["int4"] < size["pal6"] < size["int8"]
     assert built["pal4"][1]["weights_stored_as"]["constexpr_lut_to_dense"] > 60
+    # grouped palettes: the 1500 encoder positions (not a multiple of 8) are grouped along their input channels
+    assert built["pal4"][1]["kept_float"] == built["pal6"][1]["kept_float"] == []
     assert built["int8"][1]["weights_stored_as"]["constexpr_blockwise_shift_scale"] > 60
     # block size 32 cannot cover the first conv's 80 input channels: it stays float and is listed
     assert built["int4"][1]["kept_float"] == ["model.encoder.conv1.weight"]
@@ -125,3 +127,10 @@ def test_packages_run_for_real_on_macos(built, clip):
     transcriber = coreml.load(folder, "fp32", coreml.Options(compute_units="cpu_only"), Decoding(), threads=2)
     result = transcriber.transcribe(clip)
     assert result.text == TINY_EN_FP32_TEXT and 0 < result.encoder_ms < result.first_token_ms <= result.total_ms
+
+
+@pytest.mark.slow
+def test_stored_tensors_account_for_the_packages(built):
+    fp16, pal4 = (size_breakdown(coreml, built[p][0]) for p in ("fp16", "pal4"))
+    assert fp16["quantized weights"] == 0
+    assert pal4["quantized weights"] > 0.8 * (sum(pal4.values()) - pal4["other files"])  # 4-bit indices

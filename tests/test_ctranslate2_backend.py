@@ -1,5 +1,5 @@
 import pytest
-from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT, minimal_params
+from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT, minimal_params, size_breakdown
 
 from whisperbench import artifacts, config
 from whisperbench.backends import ctranslate2 as backend
@@ -46,3 +46,10 @@ def test_each_compute_type_converts_and_transcribes_a_real_clip(built, clip, pre
 @pytest.mark.slow
 def test_int8_weights_are_saved_smaller(built):
     assert built["int8"][1]["size_bytes"] < 0.5 * built["fp32"][1]["size_bytes"]
+
+
+@pytest.mark.slow
+def test_stored_tensors_account_for_model_bin(built):
+    fp32, int8 = (size_breakdown(backend, built[p][0]) for p in ("fp32", "int8"))
+    assert fp32["quantized weights"] == 0 and int8["quantized weights"] > 0.7 * sum(int8.values())
+    assert 0 < int8["scales / tables"] < int8["quantized weights"] / 50  # one float32 scale per output row

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params
+from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params, size_breakdown
 
 from whisperbench import artifacts, config
+from whisperbench.backends import onnxruntime
 from whisperbench.config import Cell
 from whisperbench.errors import UserError
 from whisperbench.io import write_jsonl
@@ -148,6 +149,8 @@ def test_each_precision_builds_and_transcribes_the_clip(export_dir, clip, tmp_pa
     fp32_size = sum((export_dir / name).stat().st_size for name in ("encoder.onnx", "decoder.onnx"))
     if precision != "fp32":
         assert record["size_bytes"] < fp32_size
+    groups = size_breakdown(onnxruntime, output)
+    assert (groups["quantized weights"] > 0) == precision.startswith("int")
     transcriber = load_transcriber(Cell("clip", "tiny.en", "onnxruntime", precision), params, output, threads=2)
     result = transcriber.transcribe(clip)
     batch = transcriber.transcribe_batch([clip, clip[: len(clip) // 2], clip])  # rows end at different steps

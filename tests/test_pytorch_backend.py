@@ -1,5 +1,5 @@
 import pytest
-from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT
+from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT, size_breakdown
 
 from whisperbench import artifacts
 from whisperbench.backends import pytorch
@@ -69,3 +69,10 @@ def test_corrupt_artifact_is_detected_not_used(built, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-10])
     with pytest.raises(UserError, match="model.safetensors: missing or corrupt"):
         artifacts.verify(copy)
+
+
+def test_stored_tensors_account_for_the_weight_files(built):
+    groups = {p: size_breakdown(pytorch, folder) for p, (folder, _) in built.items()}
+    assert groups["fp32"]["quantized weights"] == 0 and groups["int8"]["quantized weights"] > 0
+    int4 = groups["int4"]  # the tied token embedding stays fp32: most of the file
+    assert int4["embeddings (float)"] > 0.5 * sum(int4.values()) > int4["quantized weights"] > 0

@@ -1,7 +1,7 @@
 import struct
 
 import pytest
-from conftest import TINY_EN_FP32_TEXT, minimal_params
+from conftest import TINY_EN_FP32_TEXT, minimal_params, size_breakdown
 
 from whisperbench import artifacts, config
 from whisperbench.backends import whispercpp as backend
@@ -56,3 +56,12 @@ def test_each_precision_transcribes_a_real_clip(built, clip, precision, max_wer)
     assert 0 < result.features_ms < result.first_token_ms <= result.total_ms
     assert result.encoder_ms > 0 and result.decode_ms > 0 and result.n_tokens >= 8
     assert transcriber.transcribe_batch([clip])[0].text == result.text
+
+
+@pytest.mark.slow
+def test_stored_tensors_account_for_the_model_file(built):
+    groups = {p: size_breakdown(backend, folder) for p, (folder, _) in built.items()}
+    assert groups["f16"]["quantized weights"] == 0 and groups["f16"]["scales / tables"] == 0
+    q4 = groups["q4_0"]  # a block: one f16 scale and 32 4-bit quants (16 bytes)
+    assert q4["scales / tables"] * 8 == q4["quantized weights"]
+    assert q4["embeddings (float)"] > 0  # the positional embeddings stay f32

@@ -19,6 +19,7 @@ steps after the first.
 from __future__ import annotations
 
 import shutil
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,3 +174,29 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
     processor = WhisperProcessor.from_pretrained(artifact_dir / PROCESSOR)
     generation_config = GenerationConfig.from_pretrained(artifact_dir / PROCESSOR)
     return CTranslate2Transcriber(whisper, processor, generation_config, decoding, compute_type)
+
+
+def _string(handle) -> str:
+    (length,) = struct.unpack("<H", handle.read(2))
+    return handle.read(length)[:-1].decode()
+
+
+def stored_tensors(artifact_dir: Path) -> list:
+    """The variables of CTranslate2's model.bin, read from its header records (its documented layout)."""
+    from whisperbench.metrics import sizes
+
+    dtypes = ("float32", "int8", "int16", "int32", "float16", "bfloat16")  # CTranslate2's DataType order
+    tensors = []
+    with open(Path(artifact_dir) / "model.bin", "rb") as handle:
+        handle.read(4)  # binary version
+        _string(handle)  # model name
+        _, count = struct.unpack("<II", handle.read(8))  # spec revision, number of variables
+        for _ in range(count):
+            name = _string(handle)
+            (rank,) = struct.unpack("<B", handle.read(1))
+            shape = struct.unpack(f"<{rank}I", handle.read(4 * rank))
+            dtype, nbytes = struct.unpack("<BI", handle.read(5))
+            handle.seek(nbytes, 1)
+            scales = name.endswith("_scale")
+            tensors.append(sizes.StoredTensor(name, dtypes[dtype], shape, nbytes, "model.bin", scales))
+    return tensors

@@ -249,3 +249,46 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
     model = _load_model(Path(artifact_dir), precision, options)
     processor = WhisperProcessor.from_pretrained(artifact_dir)
     return PyTorchTranscriber(model, processor, precision, decoding)
+
+
+def _leaves(name: str, tensor):
+    """(name, plain tensor) of a tensor and of the inner tensors of a quantized tensor subclass (torchao)."""
+    import torch
+
+    if type(tensor) in (torch.Tensor, torch.nn.Parameter):
+        yield name, tensor
+        return
+    inner, _ = tensor.__tensor_flatten__()
+    for attribute in inner:
+        yield from _leaves(f"{name}.{attribute}", getattr(tensor, attribute))
+
+
+def stored_tensors(artifact_dir: Path) -> list:
+    """The tensors the artifact's weight file stores (tied tensors once, as torch.save writes them)."""
+    import torch
+
+    from whisperbench.metrics import sizes
+
+    artifact_dir = Path(artifact_dir)
+    if not (artifact_dir / "model_int8.pt").is_file():
+        files = sorted(artifact_dir.glob("*.safetensors"))
+        return [tensor for path in files for tensor in sizes.safetensors_tensors(path, artifact_dir)]
+    state = torch.load(artifact_dir / "model_int8.pt", weights_only=False)
+    tensors, storages = [], set()
+    for name, value in state.items():
+        for leaf_name, leaf in _leaves(name, value):
+            if leaf.untyped_storage().data_ptr() in storages:
+                continue
+            storages.add(leaf.untyped_storage().data_ptr())
+            dtype = str(leaf.dtype).removeprefix("torch.")
+            tensors.append(
+                sizes.StoredTensor(
+                    leaf_name,
+                    dtype,
+                    tuple(leaf.shape),
+                    leaf.untyped_storage().nbytes(),
+                    "model_int8.pt",
+                    scales="scale" in leaf_name or "zero_point" in leaf_name,
+                )
+            )
+    return tensors

@@ -291,3 +291,36 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
         reason = [line for line in log.text.splitlines() if "whisper_model_load:" in line][-1:]
         raise RuntimeError(f"whisper.cpp could not load {artifact_dir / MODEL_FILE}: {' '.join(reason)}")
     return WhisperCppTranscriber(model, generation.eos_token_id)
+
+
+def _skip_header(handle) -> None:
+    handle.seek(12 * 4)  # magic and the 11 hyperparameters
+    n_mel, n_fft = struct.unpack("2i", handle.read(8))
+    handle.seek(4 * n_mel * n_fft, 1)
+    (n_vocab,) = struct.unpack("i", handle.read(4))
+    for _ in range(n_vocab):
+        handle.seek(struct.unpack("i", handle.read(4))[0], 1)
+
+
+def stored_tensors(artifact_dir: Path) -> list:
+    """The model file's tensor records; a q*_0 block's f16 scale is counted apart from its quants."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    from whisperbench.metrics import sizes
+
+    tensors = []
+    with open(Path(artifact_dir) / MODEL_FILE, "rb") as handle:
+        _skip_header(handle)
+        while header := handle.read(12):
+            n_dims, name_length, ttype = struct.unpack("3i", header)
+            shape = tuple(reversed(struct.unpack(f"{n_dims}i", handle.read(4 * n_dims))))
+            name, kind = handle.read(name_length).decode(), GGMLQuantizationType(ttype)
+            block, block_bytes = GGML_QUANT_SIZES[kind]
+            nbytes = int(np.prod(shape)) // block * block_bytes
+            handle.seek(nbytes, 1)
+            scale_bytes = 0 if ttype in (F32, F16) else nbytes // block_bytes * 2  # one f16 `d` per block
+            dtype = kind.name.lower().replace("f32", "float32").replace("f16", "float16")
+            tensors.append(sizes.StoredTensor(name, dtype, shape, nbytes - scale_bytes, MODEL_FILE))
+            if scale_bytes:
+                tensors.append(sizes.StoredTensor(f"{name}.d", "float16", shape, scale_bytes, MODEL_FILE, True))
+    return tensors

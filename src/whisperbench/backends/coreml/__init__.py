@@ -8,8 +8,10 @@ transcribes as transformers does. `prepare` makes one precision with `coremltool
 * fp32: the export; fp16: converted again at fp16 compute precision (weights stored in fp16);
 * int8: `linear_quantize_weights`, symmetric, per channel; int4: the same per block of
   `int4_block_size` (needs an iOS 18 / macOS 15 target); pal4 / pal6: `palettize_weights`, k-means
-  look-up tables of 16 / 64 entries (`palettization_granularity`). Compressed recipes start from the
-  fp16 program, as Apple's tools do; weights a recipe cannot express stay float and are listed.
+  look-up tables of 16 / 64 entries, one per group of 8 channels by default (`palettization_granularity`,
+  `palettization_group_size`; one table per tensor broke pal4 on tiny.en and base). Compressed recipes
+  start from the fp16 program, as Apple's tools do; weights a recipe cannot express stay float and are
+  listed.
 
 Running a package needs macOS (`predict`). There, `load` runs the programs with `compute_units`. Elsewhere
 it reads every weight back exactly as the device would decompress it (`weights`), puts them into the
@@ -42,8 +44,8 @@ class Options(BackendOptions):
     compute_units: str = "all"
     minimum_deployment_target: str = "iOS18"
     int4_block_size: int = 32
-    palettization_granularity: str = "per_tensor"
-    palettization_group_size: int = 16
+    palettization_granularity: str = "per_grouped_channel"
+    palettization_group_size: int = 8
     export_check_utterances: int = 4
 
     def __post_init__(self):
@@ -148,3 +150,10 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
     from whisperbench.backends.coreml.check import pytorch_transcriber
 
     return pytorch_transcriber(Path(artifact_dir), decoding, threads)
+
+
+def stored_tensors(artifact_dir: Path) -> list:
+    """The packages' weights as stored: float consts and each compressed weight's payload and tables."""
+    from whisperbench.backends.coreml import weights
+
+    return weights.stored_tensors(artifact_dir)

@@ -8,6 +8,8 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
+
 from whisperbench.backends.base import BuildContext
 from whisperbench.backends.coreml import graphs, weights
 
@@ -38,14 +40,36 @@ def _config(precision: str, options):
             f"linear_quantize_weights int4 symmetric, blocks of {options.int4_block_size}",
         )
     grouped = options.palettization_granularity == "per_grouped_channel"
-    op = cto.OpPalettizerConfig(
+    where = f"groups of {options.palettization_group_size} channels" if grouped else "one table per tensor"
+    recipe = f"palettize_weights k-means {PALETTE_BITS[precision]}-bit, {where}"
+    return cto.palettize_weights, _palette(precision, options), recipe
+
+
+def _palette(precision: str, options, channel_axis: int | None = None):
+    import coremltools.optimize.coreml as cto
+
+    grouped = options.palettization_granularity == "per_grouped_channel"
+    return cto.OpPalettizerConfig(
         mode="kmeans",
         nbits=PALETTE_BITS[precision],
         granularity=options.palettization_granularity,
+        channel_axis=channel_axis,
         **({"group_size": options.palettization_group_size} if grouped else {}),
     )
-    where = f"groups of {options.palettization_group_size} channels" if grouped else "one table per tensor"
-    return cto.palettize_weights, op, f"palettize_weights k-means {PALETTE_BITS[precision]}-bit, {where}"
+
+
+def _by_input_channels(package: Path, precision: str, options) -> dict:
+    """Grouped palettes for weights whose output channels the group size does not divide (base's 51865-token
+    embedding, the 1500 encoder positions): group along the input channels instead of leaving them float."""
+    if precision not in PALETTE_BITS or options.palettization_granularity != "per_grouped_channel":
+        return {}
+    group, configs = options.palettization_group_size, {}
+    for op in weights.program(package).functions["main"].operations:
+        value = op.outputs[0].val if op.op_type == "const" else None
+        large = isinstance(value, np.ndarray) and value.ndim >= 2 and value.size > weights.WEIGHT_THRESHOLD
+        if large and value.shape[0] % group and not value.shape[1] % group:
+            configs[op.name] = _palette(precision, options, channel_axis=1)
+    return configs
 
 
 def _compress(fp16_dir: Path, precision: str, options, output_dir: Path) -> str:
@@ -55,7 +79,9 @@ def _compress(fp16_dir: Path, precision: str, options, output_dir: Path) -> str:
     compress, op_config, recipe = _config(precision, options)
     for package in graphs.PACKAGES:
         model = ct.models.MLModel(str(fp16_dir / package), skip_model_load=True)
-        compress(model, cto.OptimizationConfig(global_config=op_config)).save(str(output_dir / package))
+        by_input = _by_input_channels(fp16_dir / package, precision, options)
+        config = cto.OptimizationConfig(global_config=op_config, op_name_configs=by_input or None)
+        compress(model, config).save(str(output_dir / package))
     return recipe
 
 

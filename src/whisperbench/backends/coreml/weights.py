@@ -42,9 +42,15 @@ def read(package: Path) -> dict[str, tuple[str, np.ndarray]]:
             value = op.outputs[0].val
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 1:
                 weights.setdefault(_base_name(op.name), ("float", value.astype(np.float32)))
-        elif op.op_type.startswith("constexpr_"):
+        elif op.op_type.startswith("constexpr_") and not _feeds_constexpr(op):
             weights[_base_name(op.name)] = (op.op_type, np.asarray(op.materialized_val_inference(), np.float32))
     return weights
+
+
+def _feeds_constexpr(op) -> bool:
+    """True for a constant that only feeds compressed weights (a palette, its scales): part of a weight."""
+    users = op.outputs[0].child_ops
+    return bool(users) and all(user.op_type.startswith("constexpr_") for user in users)
 
 
 def const_names(model) -> dict[str, str]:
@@ -78,3 +84,37 @@ def kept_float(storage: dict[str, str], tensors: dict[str, np.ndarray]) -> list[
     """Weights large enough to compress that the recipe left float (e.g. a conv the block size cannot cover)."""
     large = {name for name, value in tensors.items() if value.ndim >= 2 and value.size > WEIGHT_THRESHOLD}
     return sorted(name for name, how in storage.items() if how == "float" and name in large)
+
+
+def _stored(name: str, var, package: str, scales: bool):
+    """A program value as the package's weight file stores it (sub-byte types packed)."""
+    import re
+
+    from coremltools.converters.mil.mil import types
+
+    from whisperbench.metrics import sizes
+
+    dtype = types.builtin_to_string(var.dtype)
+    value = np.asarray(var.val)
+    bits = int(re.search(r"\d+", dtype).group()) if re.search(r"\d+", dtype) else value.dtype.itemsize * 8
+    return sizes.StoredTensor(name, dtype.replace("fp", "float"), value.shape, value.size * bits // 8, package, scales)
+
+
+def stored_tensors(artifact_dir: Path) -> list:
+    """Every weight of the artifact's packages: float consts, and each compressed weight's payload and tables."""
+    from whisperbench.backends.coreml.graphs import PACKAGES
+
+    tensors = []
+    for package in PACKAGES:
+        for op in program(Path(artifact_dir) / package).functions["main"].operations:
+            if op.op_type == "const":
+                value = op.outputs[0].val
+                weight = isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 1
+                if weight and not _feeds_constexpr(op):
+                    tensors.append(_stored(op.name, op.outputs[0], package, scales=False))
+            elif op.op_type.startswith("constexpr_"):
+                for role, var in op.inputs.items():
+                    if var.val is not None and np.asarray(var.val).ndim >= 1:
+                        payload = role in ("indices", "data", "quantized_data") and not _feeds_constexpr(op)
+                        tensors.append(_stored(f"{op.name}.{role}", var, package, scales=not payload))
+    return tensors

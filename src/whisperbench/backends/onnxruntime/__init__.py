@@ -123,8 +123,9 @@ def environment_problem(options: Options) -> str | None:
 
 # The interface (base.py), from the modules that implement it; heavy libraries load on use.
 from whisperbench.backends.onnxruntime.export import export  # noqa: E402
+from whisperbench.backends.onnxruntime.graphs import stored_tensors  # noqa: E402
 from whisperbench.backends.onnxruntime.recipes import prepare  # noqa: E402
 from whisperbench.backends.onnxruntime.runtime import load  # noqa: E402
 
 __all__ = ["PRECISIONS", "MAX_AUDIO_S", "Options", "batch_reason", "decoding_problem", "environment_problem"]
-__all__ += ["export", "load", "prepare", "unsupported_reason"]
+__all__ += ["export", "load", "prepare", "stored_tensors", "unsupported_reason"]

@@ -14,6 +14,7 @@ Exported with `torch.onnx` (dynamo) from the transformers model: optimum-onnx pi
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 ENCODER = "encoder.onnx"
@@ -207,3 +208,35 @@ def save(model, path: Path) -> None:
 
     large = sum(len(tensor.raw_data) for tensor in model.graph.initializer) > EXTERNAL_DATA_BYTES
     onnx.save_model(model, str(path), save_as_external_data=large, location=path.name + ".data")
+
+
+def stored_tensors(artifact_dir: Path) -> list:
+    """Every initializer of the artifact's graphs, as stored (inline or in the external data file)."""
+    import re
+
+    import onnx
+
+    from whisperbench.metrics import sizes
+
+    artifact_dir = Path(artifact_dir)
+    tensors = []
+    for path in sorted(artifact_dir.glob("*.onnx")):
+        for initializer in onnx.load(str(path), load_external_data=False).graph.initializer:
+            external = {entry.key: entry.value for entry in initializer.external_data}
+            dtype = onnx.TensorProto.DataType.Name(initializer.data_type).lower()
+            nbytes = int(external["length"]) if "length" in external else len(initializer.raw_data)
+            if not nbytes:  # values in a typed field (small constants): count them at their element size
+                nbytes = onnx.helper.tensor_dtype_to_np_dtype(initializer.data_type).itemsize * math.prod(
+                    initializer.dims
+                )
+            tensors.append(
+                sizes.StoredTensor(
+                    initializer.name,
+                    dtype,
+                    tuple(initializer.dims),
+                    nbytes,
+                    external.get("location", path.name),
+                    scales=bool(re.search(r"scale|zero_point|_zp\b", initializer.name)),
+                )
+            )
+    return tensors
