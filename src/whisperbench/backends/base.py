@@ -22,7 +22,8 @@ A backend whose registry entry says `exports=True` also provides
     shared by all its precisions, checked against PyTorch on `check_rows` (the calibration
     utterances, which the export keeps for calibrated recipes); the returned check is recorded.
 Optional hooks, called at params validation: `decoding_problem(decoding) -> str | None` and
-`environment_problem(options) -> str | None`.
+`environment_problem(options) -> str | None`. Optional for the size benchmark (`benchmarks/peers.py`):
+`stored_tensors(artifact_dir) -> list[metrics.sizes.StoredTensor]`, the tensors its files store.
 """
 
 from __future__ import annotations

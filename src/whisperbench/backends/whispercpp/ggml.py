@@ -1,38 +1,18 @@
-"""whisper.cpp, a peer runtime (the usual edge choice): our own HF → ggml writer, gguf's block quantizers,
-and the pywhispercpp binding (a binary wheel with libwhisper) to run it.
-
-`prepare` writes whisper.cpp's own model file layout (as its `models/convert-h5-to-ggml.py` and
-`examples/quantize` do): magic, hyper-parameters, mel filters, the byte-level BPE vocabulary, then every
-tensor under whisper.cpp's name. 2-D weight matrices (token embedding included) take the precision's
-type — f16, or q8_0 / q5_0 / q4_0 blocks made by `gguf.quants` (the block layouts ggml uses); the
-convolutions stay f16, positional embeddings, biases and norms f32, exactly as whisper.cpp's quantizer
-leaves them.
-
-Decoding: greedy (best_of 1, no temperature fallback), `<|notimestamps|>`, one segment, no context,
-blank and non-speech tokens suppressed (HF's `suppress_tokens` are the non-speech tokens), at most
-`max_new_tokens`. Timing comes from whisper.cpp's own timers (`whisper_print_timings`, reset before each
-utterance): mel = features, encode = the encoder *with* the cross-attention K/V (whisper.cpp computes them
-in its encode step: the shared cut point), first token = mel + encode + the prompt pass, decoder =
-the single-token and batched decode passes after it plus sampling; total = wall time of `whisper_full`.
+"""whisper.cpp's model file (as its `models/convert-h5-to-ggml.py` and `examples/quantize` write it):
+magic, hyper-parameters, mel filters, the byte-level BPE vocabulary, then one record per tensor under
+whisper.cpp's name. 2-D weight matrices (token embedding included) take the precision's type — f16, or
+q8_0 / q5_0 / q4_0 blocks made by `gguf.quants` (the block layouts ggml uses); the convolutions stay f16,
+positional embeddings, biases and norms f32, exactly as whisper.cpp's quantizer leaves them.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import struct
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, Hypothesis, Transcription
-
-PRECISIONS = ("f16", "q8_0", "q5_0", "q4_0")
-MAX_AUDIO_S = 30.0
 MODEL_FILE = "ggml-model.bin"
 MAGIC = 0x67676D6C  # "ggml"
 GGML_QNT_VERSION, QNT_VERSION_FACTOR = 2, 1000
@@ -60,27 +40,6 @@ HF_TO_GGML = {
     "decoder.embed_positions": "decoder.positional_embedding",
     "decoder.embed_tokens": "decoder.token_embedding",
 }
-TIMINGS = re.compile(r"(\w+) time =\s*([\d.]+) ms")
-
-
-@dataclass(frozen=True)
-class Options(BackendOptions):
-    pass
-
-
-def unsupported_reason(precision: str) -> str | None:
-    return None
-
-
-def decoding_problem(decoding: dict) -> str | None:
-    if decoding.get("num_beams", 1) != 1:
-        return "decoding.num_beams: whispercpp cells decode greedily here; set 1"
-    if decoding.get("timestamps"):
-        return "decoding.timestamps: whispercpp cells decode without timestamps here; set false"
-    return None
-
-
-# ---------------------------------------------------------------- HF → ggml
 
 
 def ggml_name(hf_name: str) -> str | None:
@@ -175,122 +134,6 @@ def write_ggml(hf_dir: Path, precision: str, path: Path) -> dict:
                 kind = {F32: "f32", F16: "f16"}.get(ttype, precision)
                 counts[kind] = counts.get(kind, 0) + 1
     return counts
-
-
-def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
-    import shutil
-    from importlib.metadata import version
-
-    hf_dir = Path(hf_dir)
-    counts = write_ggml(hf_dir, precision, Path(output_dir) / MODEL_FILE)
-    for name in ("generation_config.json", "config.json"):  # the prompt and special tokens at load time
-        shutil.copy2(hf_dir / name, Path(output_dir) / name)
-    return {
-        "library": f"pywhispercpp {version('pywhispercpp')} (gguf {version('gguf')} quantizers)",
-        "recipe": f"HF → ggml ({precision} 2-D weights; convolutions f16; embeddings, biases, norms f32)",
-        "tensors_by_type": counts,
-    }
-
-
-# ---------------------------------------------------------------- runtime
-
-
-class _Stderr:
-    """Capture what C code writes to file descriptor 2 (whisper.cpp's timings and logs)."""
-
-    def __enter__(self):
-        self.file = tempfile.TemporaryFile()
-        self.saved = os.dup(2)
-        os.dup2(self.file.fileno(), 2)
-        return self
-
-    def __exit__(self, *_):
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        self.file.seek(0)
-        self.text = self.file.read().decode(errors="replace")
-        self.file.close()
-
-
-class WhisperCppTranscriber:
-    def __init__(self, model, eot: int):
-        import _pywhispercpp
-
-        self.model, self.binding, self.eot = model, _pywhispercpp, eot
-        self.runtime = {
-            "cut_points": {
-                "encoder": "whisper.cpp encode time (includes the cross-attention K/V)",
-                "first_token": "mel + encode + prompt pass (whisper.cpp timers)",
-                "decoder": "decode + batched decode + sampling after the prompt pass (whisper.cpp timers)",
-            }
-        }
-
-    def _run(self, audio: np.ndarray) -> tuple[str, int, dict, float]:
-        context = self.model._ctx
-        self.binding.whisper_reset_timings(context)
-        start = time.perf_counter()
-        with _Stderr():
-            segments = self.model.transcribe(np.ascontiguousarray(audio, dtype=np.float32))
-        wall_ms = (time.perf_counter() - start) * 1e3
-        with _Stderr() as captured:
-            self.binding.whisper_print_timings(context)
-        timings = {key: float(value) for key, value in TIMINGS.findall(captured.text)}
-        tokens = sum(
-            sum(
-                1
-                for j in range(self.binding.whisper_full_n_tokens(context, i))
-                if self.binding.whisper_full_get_token_id(context, i, j) < self.eot
-            )
-            for i in range(self.binding.whisper_full_n_segments(context))
-        )
-        return "".join(segment.text for segment in segments), tokens + 1, timings, wall_ms
-
-    def transcribe(self, audio: np.ndarray) -> Transcription:
-        text, n_tokens, timings, wall_ms = self._run(audio)
-        first = timings.get("mel", 0.0) + timings.get("encode", 0.0) + timings.get("prompt", 0.0)
-        return Transcription(
-            text=text,
-            n_tokens=n_tokens,
-            features_ms=timings.get("mel", 0.0),
-            encoder_ms=timings.get("encode", 0.0),
-            first_token_ms=first,
-            decode_ms=sum(timings.get(key, 0.0) for key in ("decode", "batchd", "sample")),
-            total_ms=wall_ms,
-        )
-
-    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Hypothesis]:
-        """whisper_full decodes one utterance at a time."""
-        return [Hypothesis(*self._run(audio)[:2]) for audio in audios]
-
-
-def load(artifact_dir: Path, precision: str, options: Options, decoding: Decoding, threads: int):
-    from pywhispercpp.model import Model
-    from transformers import GenerationConfig
-
-    generation = GenerationConfig.from_pretrained(artifact_dir)
-    with _Stderr() as log:
-        model = Model(
-            str(Path(artifact_dir) / MODEL_FILE),
-            n_threads=threads,
-            print_progress=False,
-            print_realtime=False,
-            print_timestamps=False,
-            no_context=True,
-            no_timestamps=True,
-            single_segment=True,
-            temperature=0.0,
-            temperature_inc=0.0,
-            greedy={"best_of": 1},
-            suppress_blank=True,
-            suppress_nst=True,
-            max_tokens=decoding.max_new_tokens,
-            language=decoding.language,
-            translate=decoding.task == "translate",
-        )
-    if not model._ctx:  # whisper.cpp refused the file; using the context would crash the process
-        reason = [line for line in log.text.splitlines() if "whisper_model_load:" in line][-1:]
-        raise RuntimeError(f"whisper.cpp could not load {artifact_dir / MODEL_FILE}: {' '.join(reason)}")
-    return WhisperCppTranscriber(model, generation.eos_token_id)
 
 
 def _skip_header(handle) -> None:

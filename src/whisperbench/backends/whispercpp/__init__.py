@@ -1,0 +1,61 @@
+"""whisper.cpp, a peer runtime (the usual edge choice): our own HF → ggml writer, gguf's block quantizers,
+and the pywhispercpp binding (a binary wheel with libwhisper) to run it.
+
+`prepare` writes whisper.cpp's own model file (`ggml`); `load` runs it (`runtime`). whisper.cpp's
+arithmetic depends on its thread count, so both passes run on `timing.threads` (registry).
+
+Decoding: greedy (best_of 1, no temperature fallback), `<|notimestamps|>`, one segment, no context,
+blank and non-speech tokens suppressed (HF's `suppress_tokens` are the non-speech tokens), at most
+`max_new_tokens`. Timing comes from whisper.cpp's own timers (`whisper_print_timings`, reset before each
+utterance): mel = features, encode = the encoder *with* the cross-attention K/V (whisper.cpp computes them
+in its encode step: the shared cut point), first token = mel + encode + the prompt pass, decoder =
+the single-token and batched decode passes after it plus sampling; total = wall time of `whisper_full`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from whisperbench.backends.base import BackendOptions, BuildContext
+from whisperbench.backends.whispercpp.ggml import MAGIC, MODEL_FILE, ggml_name, stored_tensors, write_ggml
+from whisperbench.backends.whispercpp.runtime import load
+
+PRECISIONS = ("f16", "q8_0", "q5_0", "q4_0")
+MAX_AUDIO_S = 30.0
+
+
+@dataclass(frozen=True)
+class Options(BackendOptions):
+    pass
+
+
+def unsupported_reason(precision: str) -> str | None:
+    return None
+
+
+def decoding_problem(decoding: dict) -> str | None:
+    if decoding.get("num_beams", 1) != 1:
+        return "decoding.num_beams: whispercpp cells decode greedily here; set 1"
+    if decoding.get("timestamps"):
+        return "decoding.timestamps: whispercpp cells decode without timestamps here; set false"
+    return None
+
+
+def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
+    import shutil
+    from importlib.metadata import version
+
+    hf_dir = Path(hf_dir)
+    counts = write_ggml(hf_dir, precision, Path(output_dir) / MODEL_FILE)
+    for name in ("generation_config.json", "config.json"):  # the prompt and special tokens at load time
+        shutil.copy2(hf_dir / name, Path(output_dir) / name)
+    return {
+        "library": f"pywhispercpp {version('pywhispercpp')} (gguf {version('gguf')} quantizers)",
+        "recipe": f"HF → ggml ({precision} 2-D weights; convolutions f16; embeddings, biases, norms f32)",
+        "tensors_by_type": counts,
+    }
+
+
+__all__ = ["MAGIC", "MAX_AUDIO_S", "MODEL_FILE", "PRECISIONS", "Options", "decoding_problem", "ggml_name"]
+__all__ += ["load", "prepare", "stored_tensors", "unsupported_reason"]
