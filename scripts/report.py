@@ -17,8 +17,10 @@ def main(argv=None):
     arguments = arguments.parse_args(argv)
     params = cli.start(arguments)
     metrics = summary.load_metrics(arguments.metrics)
-    metrics["parity"] = summary.parity(metrics, arguments.hypotheses, params["report"]["parity_reference"])
-    frame = summary.table(metrics, params["report"]["baseline_precision"])
+    report = params["report"]
+    metrics["parity"] = summary.parity(metrics, arguments.hypotheses, report["parity_reference"])
+    summary.intervals(metrics, arguments.hypotheses, report["baseline_precision"], report["bootstrap"])
+    frame = summary.table(metrics, report["baseline_precision"])
     summary.write_tables(
         frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, summary.notes(metrics)
     )

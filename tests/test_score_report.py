@@ -208,3 +208,59 @@ def test_parity_is_the_share_of_transcripts_equal_to_the_reference_cells(tmp_pat
     assert summary.parity(metrics, paths, "pytorch/fp32") == [1.0, 0.75, 0.5]
     assert summary.parity(metrics, paths, "coreml/fp32") == [None, None, None]
     assert summary.parity(metrics, paths, None) == [None, None, None]
+
+
+def _counts(n: int, errors_every: int, words: int = 10) -> dict:
+    """n utterances of `words` words; every `errors_every`-th one has 3 errors."""
+    return {f"u{i}": (3 if i % errors_every == 0 else 0, words) for i in range(n)}
+
+
+def test_identical_hypotheses_give_a_zero_delta_with_a_zero_width_interval():
+    from whisperbench.metrics import uncertainty
+
+    counts = _counts(40, 4)
+    assert uncertainty.delta_interval(counts, dict(counts), draws=500, seed=0) == (0.0, 0.0)
+
+
+def test_the_wer_interval_holds_the_wer_and_narrows_with_more_utterances():
+    from whisperbench.metrics import uncertainty
+
+    small = uncertainty.wer_interval(_counts(20, 4), draws=2000, seed=0)
+    large = uncertainty.wer_interval(_counts(400, 4), draws=2000, seed=0)
+    assert small[0] < 0.075 < small[1] and large[0] < 0.075 < large[1]  # 3 errors / 40 words
+    assert large[1] - large[0] < 0.5 * (small[1] - small[0])  # about 1 / sqrt(20) as wide
+    assert uncertainty.wer_interval(_counts(20, 4), draws=2000, seed=0) == small  # seeded
+
+
+def test_a_paired_difference_is_marked_only_when_its_interval_excludes_zero(tmp_path):
+    import pandas as pd
+
+    from whisperbench.io import write_jsonl
+
+    references = [f"word{i} alpha beta gamma" for i in range(30)]
+    texts = {
+        "fp32": references,
+        "int8": [r.replace("gamma", "delta") if i % 3 == 0 else r for i, r in enumerate(references)],  # 10 errors
+        "int4": [r.replace("gamma", "delta") if i == 0 else r for i, r in enumerate(references)],  # 1 error
+    }
+    paths = []
+    for precision, hypotheses in texts.items():
+        paths.append(tmp_path / f"{precision}.jsonl")
+        rows = [
+            {"id": f"u{i}", "reference": r, "hypothesis": h}
+            for i, (r, h) in enumerate(zip(references, hypotheses, strict=True))
+        ]
+        write_jsonl(paths[-1], rows)
+    metrics = pd.DataFrame([_metrics("tiny.en", p, 100, 0.0, 3.0) for p in texts])
+    summary.intervals(metrics, paths, "fp32", {"draws": 1000, "seed": 0, "confidence": 0.95})
+    assert pd.isna(metrics["delta_low"].iloc[0]) and metrics["wer_low"].iloc[0] == 0.0
+    assert metrics["delta_low"].iloc[1] > 0 and metrics["delta_low"].iloc[2] <= 0 <= metrics["delta_high"].iloc[2]
+    metrics["wer"] = [0.0, 10 / 120, 1 / 120]
+    frame = summary.table(metrics)
+    shown = summary.displayed(frame).set_index("precision")
+    assert shown.loc["int8", "delta_wer_pct"] == "+8.33*" and shown.loc["int4", "delta_wer_pct"] == "+0.83"
+    assert shown.loc["int8", "wer_ci"].startswith("[") and list(frame.columns).index("wer_low_pct") > 0
+    outputs = [tmp_path / n for n in ("s.csv", "s.md", "s.tex", "s.json")]
+    summary.write_tables(frame, *outputs, notes="- note")
+    assert "ΔWER 95 % CI" in outputs[1].read_text() and "+8.33*" in outputs[2].read_text()
+    assert "delta_low_pct" in outputs[0].read_text().splitlines()[0]

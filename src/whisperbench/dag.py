@@ -291,7 +291,7 @@ def _report_stage(params: dict, raw: dict, params_file: str) -> dict:
     return {
         "report": {
             "cmd": cmd,
-            "deps": metrics + hypotheses + ["scripts/report.py", f"{CODE}/report"],
+            "deps": metrics + hypotheses + ["scripts/report.py", f"{CODE}/report", f"{CODE}/metrics/uncertainty.py"],
             "params": _present(raw, "report"),
             "outs": [path("summary_md"), path("summary_tex")],
             "metrics": [{path("summary_json"): {"cache": False}}],

@@ -1,7 +1,7 @@
 rule report:
     input:
         metrics=dag.metrics_paths(PARAMS),
-        hypotheses=dag.hypotheses_paths(PARAMS),  # for the parity column (same order as metrics)
+        hypotheses=dag.hypotheses_paths(PARAMS),  # parity and WER intervals (same order as metrics)
     output:
         csv=dag.PATHS["summary_csv"],
         markdown=dag.PATHS["summary_md"],

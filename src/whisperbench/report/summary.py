@@ -16,7 +16,11 @@ COLUMNS = {
     "library": "library",
     "size_mb": "size MB",
     "wer_pct": "WER %",
+    "wer_low_pct": "WER low",
+    "wer_high_pct": "WER high",
     "delta_wer_pct": "ΔWER",
+    "delta_low_pct": "ΔWER low",
+    "delta_high_pct": "ΔWER high",
     "rtf": "RTF",
     "rtfx": "RTFx",
     "encoder_ms": "encoder ms",
@@ -33,12 +37,22 @@ COLUMNS = {
     "parity_pct": "= ref %",
     "status": "status",
 }
+# Markdown and LaTeX show each interval as one "[low, high]" column (CSV and JSON keep the numbers).
+INTERVALS = {
+    "wer_ci": ("wer_low_pct", "wer_high_pct", "WER 95 % CI"),
+    "delta_ci": ("delta_low_pct", "delta_high_pct", "ΔWER 95 % CI"),
+}
+LABELS = COLUMNS | {name: label for name, (_, _, label) in INTERVALS.items()}
 # Shown only when some cell has them (timing.throughput; another's numerics; a parity reference in the study).
 OPTIONAL = ("rtfx_batched", "numerics", "parity_pct")
 
 
 NUMERIC = {
     "wer",
+    "wer_low",
+    "wer_high",
+    "delta_low",
+    "delta_high",
     "n_parameters",
     "size_mb",
     "rtf",
@@ -78,6 +92,30 @@ def parity(metrics, hypotheses_paths: list[str | Path], reference: str | None) -
     return shares
 
 
+def intervals(metrics, hypotheses_paths: list[str | Path], baseline_precision: str, bootstrap: dict) -> None:
+    """Add each cell's 95 % bootstrap interval of WER, and of ΔWER against its baseline cell (same dataset,
+    model and backend, `report.baseline_precision`) paired over the same utterances (fractions, like wer)."""
+    from whisperbench.io import read_jsonl
+    from whisperbench.metrics import uncertainty
+
+    counts = [uncertainty.utterance_errors(read_jsonl(path)) for path in hypotheses_paths]
+    cells = list(zip(metrics["dataset"], metrics["model"], metrics["backend"], metrics["precision"], strict=True))
+    by_cell = dict(zip(cells, counts, strict=True))
+    draws, seed, level = bootstrap["draws"], bootstrap["seed"], bootstrap["confidence"]
+    columns = {name: [] for name in ("wer_low", "wer_high", "delta_low", "delta_high")}
+    for (dataset, model, backend, precision), own in zip(cells, counts, strict=True):
+        wer = uncertainty.wer_interval(own, draws, seed, level)
+        baseline = by_cell.get((dataset, model, backend, baseline_precision))
+        delta = None
+        if baseline is not None and precision != baseline_precision:
+            delta = uncertainty.delta_interval(own, baseline, draws, seed, level)
+        for name, pair in (("wer", wer), ("delta", delta)):
+            columns[f"{name}_low"].append(pair[0] if pair else None)
+            columns[f"{name}_high"].append(pair[1] if pair else None)
+    for name, values in columns.items():
+        metrics[name] = values
+
+
 def load_metrics(paths: list[str | Path]):
     import pandas as pd
 
@@ -93,7 +131,8 @@ def table(metrics, baseline_precision: str = "fp32"):
     frame = metrics.reindex(columns=sorted(set(metrics.columns) | NUMERIC)).copy()
     for column in NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["wer_pct"] = frame["wer"] * 100
+    for column in ("wer", "wer_low", "wer_high", "delta_low", "delta_high"):
+        frame[f"{column}_pct"] = frame[column] * 100
     frame["agreement_pct"] = frame["agreement"] * 100
     frame["parity_pct"] = frame["parity"] * 100
     frame["params_m"] = frame["n_parameters"] / 1e6
@@ -116,6 +155,10 @@ DECIMALS = {
     "size_mb": 1,
     "wer_pct": 2,
     "delta_wer_pct": 2,
+    "wer_low_pct": 2,
+    "wer_high_pct": 2,
+    "delta_low_pct": 2,
+    "delta_high_pct": 2,
     "rtf": 3,
     "rtfx": 2,
     "rtfx_batched": 2,
@@ -139,6 +182,34 @@ def _rounded(frame):
     return frame.round(DECIMALS)
 
 
+def _interval(low, high) -> str | None:
+    import pandas as pd
+
+    return None if pd.isna(low) or pd.isna(high) else f"[{low:.2f}, {high:.2f}]"
+
+
+def displayed(frame):
+    """The table as Markdown and LaTeX show it: intervals as "[low, high]" beside their value, and a ΔWER
+    whose paired interval excludes 0 marked with * (a difference the utterances support)."""
+    import pandas as pd
+
+    shown = frame.copy()
+    for name, (low, high, _) in INTERVALS.items():
+        shown[name] = [_interval(a, b) for a, b in zip(shown[low], shown[high], strict=True)]
+    shown["delta_wer_pct"] = [
+        None if pd.isna(delta) else f"{delta:+.2f}" + ("*" if a > 0 or b < 0 else "")
+        for delta, a, b in zip(shown["delta_wer_pct"], shown["delta_low_pct"], shown["delta_high_pct"], strict=True)
+    ]
+    order = []
+    for column in shown.columns:
+        if column in ("wer_low_pct", "wer_high_pct", "delta_low_pct", "delta_high_pct", "wer_ci", "delta_ci"):
+            continue
+        order.append(column)
+        if column in ("wer_pct", "delta_wer_pct"):
+            order.append("wer_ci" if column == "wer_pct" else "delta_ci")
+    return shown[order]
+
+
 def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(character, character) for character in str(text))
 
@@ -148,19 +219,20 @@ def _latex_cell(column: str, value) -> str:
 
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "--"
-    if column in DECIMALS:
+    if column in DECIMALS and not isinstance(value, str):
         return f"{float(value):.{DECIMALS[column]}f}"
     return latex_escape(value)
 
 
 def latex_table(frame) -> str:
     """A booktabs table (\\usepackage{booktabs}): fixed decimals per column, numbers right-aligned."""
+    frame = displayed(frame)
     columns = [c for c in frame.columns if c not in ("status", "library")]
-    align = "".join("r" if c in DECIMALS else "l" for c in columns)
+    align = "".join("r" if c in DECIMALS or c in INTERVALS else "l" for c in columns)
     lines = [
         rf"\begin{{tabular}}{{{align}}}",
         r"\toprule",
-        " & ".join(latex_escape(COLUMNS[c]) for c in columns) + r" \\",
+        " & ".join(latex_escape(LABELS[c]) for c in columns) + r" \\",
     ]
     lines.append(r"\midrule")
     for row in frame.itertuples(index=False):
@@ -175,7 +247,7 @@ def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, j
 
     rounded = _rounded(frame)
     write_text(csv_path, rounded.to_csv(index=False))
-    labelled = rounded.rename(columns=COLUMNS)
+    labelled = _rounded(displayed(frame)).rename(columns=LABELS)
     write_text(markdown_path, labelled.to_markdown(index=False, floatfmt="g") + "\n\n" + notes + "\n")
     write_text(latex_path, latex_table(frame))
     cells = {
