@@ -264,3 +264,25 @@ def test_a_paired_difference_is_marked_only_when_its_interval_excludes_zero(tmp_
     summary.write_tables(frame, *outputs, notes="- note")
     assert "ΔWER 95 % CI" in outputs[1].read_text() and "+8.33*" in outputs[2].read_text()
     assert "delta_low_pct" in outputs[0].read_text().splitlines()[0]
+
+
+def test_noisy_repeats_and_a_busy_machine_are_flagged():
+    from whisperbench.metrics.score import timing_spread
+
+    steady = [{"audio_s": 4.0, "total_ms_runs": [1000.0, 1010.0, 990.0]} for _ in range(4)]
+    quiet = timing_spread(steady, {"other_load_cores": 0.02})
+    assert quiet["timing_cv"] < 0.01 and quiet["timing_flags"] is None and quiet["rtfx_iqr"] < 0.05
+    noisy = [{"audio_s": 4.0, "total_ms_runs": [1000.0, 1400.0, 700.0]} for _ in range(4)]
+    flagged = timing_spread(noisy, {"other_load_cores": 1.1})
+    assert flagged["timing_cv"] > 0.05 and flagged["rtfx_iqr"] > 1.0
+    assert (
+        "noisy" in flagged["timing_flags"] and "contended (other processes used 1.10 cores)" in flagged["timing_flags"]
+    )
+
+
+def test_other_load_measures_the_rest_of_the_machine():
+    from whisperbench.metrics import provenance
+
+    with provenance.OtherLoad() as others:
+        sum(i * i for i in range(200_000))  # this process's own work is not counted
+    assert others.record["other_load_cores"] >= 0 and len(others.record["load_average_1min"]) == 2

@@ -196,6 +196,7 @@ def _timed_row(utterance: dict, samples, runs: list[Transcription]) -> dict:
         "n_tokens": runs[0].n_tokens,
         "repeats": len(runs),
         "all_runs_same_text": all(run.text == runs[0].text for run in runs),
+        "total_ms_runs": [round(run.total_ms, 3) for run in runs],  # the spread of repeats: noisy timing shows
         **_median_of(runs),
     }
 
@@ -233,9 +234,10 @@ def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artif
     for _ in range(timing["warmup"] if clips else 0):
         transcriber.transcribe(clips[0])
     rows = []
-    for utterance, samples in tqdm(list(zip(run.utterances, clips, strict=True)), unit="utt", disable=not progress):
-        runs = [transcriber.transcribe(samples) for _ in range(timing["repeats"])]
-        rows.append(_timed_row(utterance, samples, runs))
+    with provenance.OtherLoad() as others:  # a busy machine slows every cell: the table flags it
+        for utterance, samples in tqdm(list(zip(run.utterances, clips, strict=True)), unit="utt", disable=not progress):
+            runs = [transcriber.transcribe(samples) for _ in range(timing["repeats"])]
+            rows.append(_timed_row(utterance, samples, runs))
     throughput = None
     if timing["throughput"] and clips:
         throughput = _throughput(transcriber, clips, batch_size_of(cell, params)[0], timing["repeats"])
@@ -250,5 +252,6 @@ def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artif
         # while transcribing (warm-ups included); where the peak cannot be reset, the process's lifetime peak
         peak_rss_mb=round(provenance.peak_rss_since_reset_mb() if separate_peaks else provenance.peak_rss_mb(), 1),
         peak_rss_separate=separate_peaks,
+        **others.record,
     )
     return sorted(rows + run.left_out, key=lambda row: row["id"]), record

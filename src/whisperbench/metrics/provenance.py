@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import resource
+import time
 from importlib import metadata
 
 PACKAGES = (
@@ -93,6 +95,38 @@ def peak_rss_since_reset_mb() -> float | None:
     except OSError:
         pass
     return None
+
+
+class OtherLoad:
+    """How busy the rest of the machine was while a block ran: CPU seconds used by everything but this
+    process (and its children), hypervisor steal included, per second of wall time — in cores (0: idle;
+    1: one core kept busy by others), with the 1-minute load average before and after."""
+
+    def _busy_s(self) -> float:
+        import psutil
+
+        times = psutil.cpu_times()
+        return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+    def _own_s(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def __enter__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.start = (time.perf_counter(), self._busy_s(), self._own_s())
+        self.load_before = os.getloadavg()[0]
+        return self
+
+    def __exit__(self, *_):
+        wall, busy, own = (time.perf_counter(), self._busy_s(), self._own_s())
+        others = (busy - self.start[1]) - (own - self.start[2])
+        self.record = {
+            "other_load_cores": round(max(others, 0.0) / max(wall - self.start[0], 1e-9), 3),
+            "load_average_1min": [round(self.load_before, 2), round(os.getloadavg()[0], 2)],
+        }
 
 
 def now() -> str:

@@ -56,6 +56,31 @@ def speed(rows: list[dict]) -> dict:
     }
 
 
+NOISY_CV = 0.05  # repeats of one utterance vary more than this: the cell's timing is noisy
+CONTENDED_CORES = 0.25  # other processes used more than this many cores while the cell was timed
+
+
+def timing_spread(rows: list[dict], timing: dict) -> dict:
+    """How far to trust a cell's times: the median over utterances of their repeats' coefficient of
+    variation, the interquartile range of the cell's RTFx over repeats, and how busy the machine was."""
+    import numpy as np
+
+    runs = [row["total_ms_runs"] for row in rows if len(row.get("total_ms_runs", [])) > 1]
+    cv = _median(float(np.std(r) / np.mean(r)) for r in runs) if runs else None
+    iqr = None
+    if runs and len({len(r) for r in runs}) == 1:
+        audio_s = sum(row["audio_s"] for row in rows if len(row.get("total_ms_runs", [])) > 1)
+        per_repeat = [audio_s / (sum(r[k] for r in runs) / 1e3) for k in range(len(runs[0]))]
+        iqr = float(np.subtract(*np.percentile(per_repeat, [75, 25])))
+    others = timing.get("other_load_cores")
+    flags = []
+    if cv is not None and cv > NOISY_CV:
+        flags.append(f"noisy (repeats vary {100 * cv:.0f} %)")
+    if others is not None and others > CONTENDED_CORES:
+        flags.append(f"contended (other processes used {others:.2f} cores)")
+    return {"timing_cv": cv, "rtfx_iqr": iqr, "other_load_cores": others, "timing_flags": "; ".join(flags) or None}
+
+
 MIN_AGREEMENT = 0.99  # share of timed utterances whose single-utterance transcript must equal the batched one
 
 
@@ -137,6 +162,7 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
         **word_errors(evaluated),
         "n_timed": len(timed),
         **speed(timed),
+        **timing_spread(timed, timing),
         **agreed,
         "rtfx_batched": throughput.get("rtfx"),
         "peak_rss_mb": timing.get("peak_rss_mb"),

@@ -26,6 +26,9 @@ COLUMNS = {
     "encoder_ms": "encoder ms",
     "first_token_ms": "first token ms",
     "decoder_ms_per_token": "decoder ms/token",
+    "rtfx_iqr": "RTFx IQR",
+    "timing_cv_pct": "CV %",
+    "other_load_cores": "others (cores)",
     "rtfx_batched": "RTFx batched",
     "numerics": "numerics",
     "peak_rss_mb": "peak MB",
@@ -35,6 +38,7 @@ COLUMNS = {
     "n_timed": "timed",
     "agreement_pct": "agree %",
     "parity_pct": "= ref %",
+    "timing_flags": "timing",
     "status": "status",
 }
 # Markdown and LaTeX show each interval as one "[low, high]" column (CSV and JSON keep the numbers).
@@ -43,8 +47,8 @@ INTERVALS = {
     "delta_ci": ("delta_low_pct", "delta_high_pct", "ΔWER 95 % CI"),
 }
 LABELS = COLUMNS | {name: label for name, (_, _, label) in INTERVALS.items()}
-# Shown only when some cell has them (timing.throughput; another's numerics; a parity reference in the study).
-OPTIONAL = ("rtfx_batched", "numerics", "parity_pct")
+# Shown only when some cell has them (timing.throughput; another's numerics; a parity reference; a timing flag).
+OPTIONAL = ("rtfx_batched", "numerics", "parity_pct", "timing_flags")
 
 
 NUMERIC = {
@@ -68,6 +72,9 @@ NUMERIC = {
     "agreement",
     "parity",
     "rtfx_batched",
+    "rtfx_iqr",
+    "timing_cv",
+    "other_load_cores",
 }
 
 
@@ -131,7 +138,7 @@ def table(metrics, baseline_precision: str = "fp32"):
     frame = metrics.reindex(columns=sorted(set(metrics.columns) | NUMERIC)).copy()
     for column in NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    for column in ("wer", "wer_low", "wer_high", "delta_low", "delta_high"):
+    for column in ("wer", "wer_low", "wer_high", "delta_low", "delta_high", "timing_cv"):
         frame[f"{column}_pct"] = frame[column] * 100
     frame["agreement_pct"] = frame["agreement"] * 100
     frame["parity_pct"] = frame["parity"] * 100
@@ -162,6 +169,9 @@ DECIMALS = {
     "rtf": 3,
     "rtfx": 2,
     "rtfx_batched": 2,
+    "rtfx_iqr": 2,
+    "timing_cv_pct": 1,
+    "other_load_cores": 2,
     "agreement_pct": 1,
     "parity_pct": 1,
     "encoder_ms": 1,
