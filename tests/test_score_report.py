@@ -118,7 +118,7 @@ def test_pareto_front():
     assert plots.pareto_front([(10, 1.0), (20, 3.0), (30, 2.0)], maximize_y=True) == [(10, 1.0), (20, 3.0)]
 
 
-def test_labels_of_points_at_one_place_do_not_share_a_slot():
+def test_labels_of_points_at_one_place_do_not_overlap():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,10 +126,36 @@ def test_labels_of_points_at_one_place_do_not_share_a_slot():
 
     figure, axis = plt.subplots()
     axis.scatter([100, 100, 300], [5, 5, 9])
-    plots._place_labels(axis, [(100, 5, "tiny.en fp32"), (100, 5, "tiny.en fp32"), (300, 9, "base fp32")])
-    offsets = [text.xyann for text in axis.texts]
-    assert len(axis.texts) == 3 and offsets[0] != offsets[1]
+    plots._place_labels(axis, [(100, 5, "tiny.en fp32 PT"), (100, 5, "tiny.en fp32 ORT"), (300, 9, "base fp32")])
+    renderer = figure.canvas.get_renderer()
+    first, second = (text.get_window_extent(renderer) for text in axis.texts[:2])
+    assert len(axis.texts) == 3 and not first.overlaps(second)
     plt.close(figure)
+
+
+def test_every_figure_is_drawn_with_plain_log_ticks(tmp_path):
+    import pandas as pd
+
+    rows = [_metrics("tiny.en", "fp32", 150, 0.05, 3.0), _metrics("tiny.en", "int8", 40, 0.06, 4.0)]
+    rows += [_metrics("base", "fp32", 290, 0.04, 1.5)]
+    metrics = pd.DataFrame(rows).assign(wer_low=[0.03, 0.04, 0.02], wer_high=[0.07, 0.08, 0.06])
+    frame = summary.table(metrics)
+    files = [tmp_path / f"{name}.png" for name in plots.FIGURES]
+    plots.write_plots(frame, files)
+    assert all(f.stat().st_size > 1000 for f in files)
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots()
+    axis.plot([20, 400], [1, 2])
+    plots._plain_log(axis, "x")
+    figure.canvas.draw()
+    ticks = [label.get_text() for label in axis.get_xticklabels() if label.get_text()]
+    assert "50" in ticks and "100" in ticks and not any("^" in tick for tick in ticks)
+    plt.close(figure)
+    assert plots.pareto_front([(10, 5.0), (4, 3.0), (8, 9.0)], maximize_y=False, maximize_x=True) == [
+        (10, 5.0),
+        (4, 3.0),
+    ]
 
 
 def test_latex_table_escapes_every_text_cell_and_fixes_decimals(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from whisperbench.backends import registry
 from whisperbench.config import artifacts, cells, exports
+from whisperbench.report.plots import FIGURES
 
 # Path patterns shared by both engines ({...} are Snakemake wildcards / DVC ${item.*}).
 PATHS = {
@@ -37,7 +38,7 @@ PATHS = {
     "summary_json": "results/summary.json",
     "plots": "results/plots/{plot}.{fmt}",
 }
-PLOT_NAMES = ("wer_vs_size", "rtfx_vs_size")
+PLOT_NAMES = FIGURES  # report/plots.py draws one figure per name
 SCHEMA = "workflow/schemas/params.schema.yaml"
 CODE = "src/whisperbench"
 

@@ -51,6 +51,9 @@ def speed(rows: list[dict]) -> dict:
         "features_ms": _median(row["features_ms"] for row in rows),
         "encoder_ms": _median(row["encoder_ms"] for row in rows),
         "first_token_ms": _median(row["first_token_ms"] for row in rows),
+        # the latency breakdown: what the first decoder step adds, and all steps after it (per-utterance medians)
+        "first_step_ms": _median(row["first_token_ms"] - row["features_ms"] - row["encoder_ms"] for row in rows),
+        "decode_ms": _median(row["decode_ms"] for row in rows),
         # token-weighted: total time of all steps after the first / number of those steps
         "decoder_ms_per_token": sum(row["decode_ms"] for row in rows) / decode_steps if decode_steps else None,
     }

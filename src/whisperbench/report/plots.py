@@ -1,93 +1,98 @@
-"""Paper-style trade-off plots: WER vs size and RTFx vs size, Pareto frontier drawn, points labelled."""
+"""Paper-style figures, one panel per dataset, the same colours (model) and markers (backend) everywhere.
+
+* `wer_vs_size`: WER (95 % bootstrap interval as error bars) against size on disk;
+* `rtfx_vs_size`: RTFx against size;
+* `wer_vs_rtfx`: the speed–accuracy frontier (WER against RTFx);
+* `memory_vs_size`: peak memory while transcribing against size;
+* `latency_breakdown`: per cell, stacked bars of features, encoder, first decoder step and the remaining decode.
+
+Trade-off panels draw the Pareto frontier (the cells no other cell beats on both axes), hollow markers for
+peer runtimes, log axes with plain numbers, and labels moved apart by adjustText.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 MARKERS = "osD^vP*X<>"
 MAX_PLOTTED_WER = 100  # %: cells above it are named on the panel instead of drawn (and off the frontier)
+LABEL_POINTS = 7
+STAGES = (("features_ms", "features"), ("encoder_ms", "encoder"), ("first_step_ms", "first decoder step"))
+STAGES += (("decode_ms", "remaining decode"),)
 
 
-def pareto_front(points: list[tuple[float, float]], maximize_y: bool) -> list[tuple[float, float]]:
-    """Points not dominated by a smaller-or-equal size with a better y, ordered by size."""
+@dataclass(frozen=True)
+class TradeOff:
+    """One trade-off figure: y against x, which direction is better on each, what the axes say."""
+
+    x: str
+    y: str
+    xlabel: str
+    ylabel: str
+    title: str
+    maximize_x: bool = False
+    maximize_y: bool = False
+    log_y: bool = False
+
+
+TRADE_OFFS = {
+    "wer_vs_size": TradeOff("size_mb", "wer_pct", "size on disk (MB, log scale)", "WER (%)", "Accuracy vs size"),
+    "rtfx_vs_size": TradeOff(
+        "size_mb", "rtfx", "size on disk (MB, log scale)", "RTFx (audio s / compute s)", "Speed vs size", False, True
+    ),
+    "wer_vs_rtfx": TradeOff(
+        "rtfx", "wer_pct", "RTFx (audio s / compute s, log scale)", "WER (%)", "Accuracy vs speed", True, False
+    ),
+    "memory_vs_size": TradeOff(
+        "size_mb",
+        "peak_rss_mb",
+        "size on disk (MB, log scale)",
+        "peak memory transcribing (MB, log scale)",
+        "Memory vs size",
+        log_y=True,
+    ),
+}
+FIGURES = (*TRADE_OFFS, "latency_breakdown")
+
+
+def pareto_front(points: list[tuple[float, float]], maximize_y: bool, maximize_x: bool = False) -> list:
+    """Points no other point beats on both axes, ordered from the best x."""
+    sign_x = -1 if maximize_x else 1
     front, best = [], None
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1] if maximize_y else p[1])):
+    for x, y in sorted(points, key=lambda p: (sign_x * p[0], -p[1] if maximize_y else p[1])):
         if best is None or (y > best if maximize_y else y < best):
             front.append((x, y))
             best = y
     return front
 
 
-LABEL_POINTS = 7
-# Where a label may sit around its point (offset in points, horizontal alignment), tried in order.
-LABEL_SLOTS = (
-    (4, 3, "left"),
-    (4, -10, "left"),
-    (-4, 3, "right"),
-    (-4, -10, "right"),
-    (0, 7, "center"),
-    (0, -15, "center"),
-)
+def _plain_log(axis, which: str) -> None:
+    """A log axis that reads 20, 50, 100, 200 rather than 10^2."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-
-def _label_box(anchor, slot, text: str) -> tuple[float, float, float, float]:
-    """Approximate box (points) of `text` placed at `slot` around `anchor`: x0, y0, x1, y1."""
-    dx, dy, align = slot
-    width, height = 0.55 * LABEL_POINTS * len(text), LABEL_POINTS
-    x0 = anchor[0] + dx - {"left": 0, "center": width / 2, "right": width}[align]
-    return x0, anchor[1] + dy, x0 + width, anchor[1] + dy + height
-
-
-def _overlaps(box, other) -> bool:
-    return box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]
+    scale = getattr(axis, f"{which}axis")
+    getattr(axis, f"set_{which}scale")("log")
+    scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    scale.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    scale.set_minor_formatter(NullFormatter())
 
 
 def _place_labels(axis, labels: list[tuple[float, float, str]]) -> None:
-    """Label every point in the slot that stays inside the axes and overlaps the fewest labels already
-    placed (cells of two backends often share a size and a WER; their labels would print on each other)."""
-    points_per_pixel = 72 / axis.figure.dpi
-    frame = [value * points_per_pixel for value in axis.bbox.extents]
-    placed = []
+    """Label every point, then let adjustText move the labels off each other and off the points. Labels of
+    cells at one point (two backends, same size and WER) start stacked: adjustText cannot part equal boxes."""
+    from adjustText import adjust_text
+
+    seen: dict[tuple[float, float], int] = {}
+    texts = []
     for x, y, text in labels:
-        anchor = [value * points_per_pixel for value in axis.transData.transform((x, y))]
-        boxes = [_label_box(anchor, slot, text) for slot in LABEL_SLOTS]
-
-        def cost(index, boxes=boxes):
-            box = boxes[index]
-            outside = box[0] < frame[0] or box[2] > frame[2] or box[1] < frame[1] or box[3] > frame[3]
-            return (outside, sum(_overlaps(box, other) for other in placed), index)
-
-        choice = min(range(len(boxes)), key=cost)
-        placed.append(boxes[choice])
-        dx, dy, align = LABEL_SLOTS[choice]
-        axis.annotate(text, (x, y), fontsize=LABEL_POINTS, xytext=(dx, dy), textcoords="offset points", ha=align)
-
-
-def _panel(axis, frame, y: str, maximize_y: bool, models: list[str], backends: list[str]) -> list:
-    """Draw the points and the frontier; return the labels to place once the layout is final."""
-    import matplotlib.pyplot as plt
-
-    colors = plt.get_cmap("tab10")
-    valid = frame.dropna(subset=["size_mb", y])
-    axis.set_xscale("log")
-    for row in valid.itertuples(index=False):
-        color = colors(models.index(row.model) % 10)
-        axis.scatter(
-            row.size_mb,
-            getattr(row, y),
-            s=42,
-            zorder=3,
-            # peer runtimes (what users would otherwise pick) are hollow, so our exports stand out against them
-            facecolors="none" if _is_peer(row.backend) else color,
-            edgecolors=color,
-            marker=MARKERS[backends.index(row.backend) % len(MARKERS)],
-        )
-    front = pareto_front(list(zip(valid["size_mb"], valid[y], strict=False)), maximize_y)
-    if front:
-        xs, ys = zip(*front, strict=False)
-        axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2, label="Pareto frontier")
-    axis.grid(True, which="both", alpha=0.3)
-    return [(row.size_mb, getattr(row, y), _label(row)) for row in valid.itertuples()]
+        stacked = seen[(x, y)] = seen.get((x, y), -1) + 1
+        display = axis.transData.transform((x, y)) + (0, stacked * 1.6 * LABEL_POINTS * axis.figure.dpi / 72)
+        start = axis.transData.inverted().transform(display)
+        texts.append(axis.text(start[0], start[1], text, fontsize=LABEL_POINTS))
+    if texts:
+        adjust_text(texts, ax=axis, arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
 
 
 def _is_peer(backend: str) -> bool:
@@ -105,86 +110,189 @@ def _label(row) -> str:
     return f"{row.model} {row.precision} {(backend.label if backend else '') or row.backend}{star}"
 
 
-def _legend_handles(models: list[str], backends: list[str], numerics: list[str]):
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
+class Style:
+    """The colour of each model and the marker of each backend, fixed for every figure of a study."""
 
-    colors = plt.get_cmap("tab10")
-    handles = [Line2D([], [], color=colors(i % 10), marker="o", linestyle="", label=m) for i, m in enumerate(models)]
-    handles += [
-        Line2D(
-            [],
-            [],
-            color="0.3",
-            marker=MARKERS[i % len(MARKERS)],
-            markerfacecolor="none" if _is_peer(b) else "0.3",
-            linestyle="",
-            label=f"{b} (peer)" if _is_peer(b) else b,
+    def __init__(self, frame):
+        import matplotlib.pyplot as plt
+
+        self.models, self.backends = sorted(frame["model"].unique()), sorted(frame["backend"].unique())
+        self.colors = plt.get_cmap("tab10")
+        self.numerics = sorted(frame["numerics"].dropna().unique()) if "numerics" in frame else []
+
+    def color(self, model: str):
+        return self.colors(self.models.index(model) % 10)
+
+    def marker(self, backend: str) -> str:
+        return MARKERS[self.backends.index(backend) % len(MARKERS)]
+
+    def legend(self, frontier: bool = True):
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=self.color(m), marker="o", linestyle="", label=m) for m in self.models]
+        for backend in self.backends:
+            peer = _is_peer(backend)
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.3",
+                    marker=self.marker(backend),
+                    markerfacecolor="none" if peer else "0.3",
+                    linestyle="",
+                    label=f"{backend} (peer)" if peer else backend,
+                )
+            )
+        if frontier:
+            handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))
+        return handles + [Line2D([], [], linestyle="", label=f"* {text}") for text in self.numerics]
+
+
+def _error_bars(axis, row, spec: TradeOff, color) -> None:
+    """The WER's 95 % bootstrap interval, where the table has one."""
+    if spec.y != "wer_pct":
+        return
+    low, high = getattr(row, "wer_low_pct", None), getattr(row, "wer_high_pct", None)
+    if low is None or high is None or math.isnan(low) or math.isnan(high):  # no interval (one utterance)
+        return
+    y = row.wer_pct
+    axis.errorbar(
+        getattr(row, spec.x),
+        y,
+        yerr=[[y - low], [high - y]],
+        fmt="none",
+        ecolor=color,
+        alpha=0.45,
+        capsize=2,
+        linewidth=0.8,
+        zorder=2,
+    )
+
+
+def _panel(axis, cells, spec: TradeOff, style: Style) -> list:
+    """Draw one dataset's points, intervals and frontier; return the labels to place once the layout is final."""
+    valid = cells.dropna(subset=[spec.x, spec.y])
+    for row in valid.itertuples(index=False):
+        color = style.color(row.model)
+        _error_bars(axis, row, spec, color)
+        axis.scatter(
+            getattr(row, spec.x),
+            getattr(row, spec.y),
+            s=42,
+            zorder=3,
+            # peer runtimes (what users would otherwise pick) are hollow, so our exports stand out against them
+            facecolors="none" if _is_peer(row.backend) else color,
+            edgecolors=color,
+            marker=style.marker(row.backend),
         )
-        for i, b in enumerate(backends)
-    ]
-    handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))
-    handles += [Line2D([], [], linestyle="", label=f"* {text}") for text in numerics]
-    return handles
+    front = pareto_front(list(zip(valid[spec.x], valid[spec.y], strict=True)), spec.maximize_y, spec.maximize_x)
+    if front:
+        xs, ys = zip(*front, strict=True)
+        axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2)
+    _plain_log(axis, "x")
+    if spec.log_y:
+        _plain_log(axis, "y")
+    axis.grid(True, which="major", alpha=0.3)
+    return [(getattr(row, spec.x), getattr(row, spec.y), _label(row)) for row in valid.itertuples()]
 
 
-def plot(frame, y: str, ylabel: str, maximize_y: bool, title: str, outputs: list[Path]) -> None:
+def _without_broken(axis, cells, spec: TradeOff):
+    """Cells with WER in the hundreds (hallucination loops) would flatten every other point: name them instead."""
+    if spec.y != "wer_pct":
+        return cells
+    broken = cells[cells["wer_pct"] > MAX_PLOTTED_WER]
+    if len(broken):
+        names = ", ".join(f"{_label(row)} {row.wer_pct:.0f} %" for row in broken.itertuples())
+        axis.text(
+            0.01,
+            0.98,
+            f"not shown, WER > {MAX_PLOTTED_WER} %: {names}",
+            transform=axis.transAxes,
+            fontsize=6,
+            va="top",
+            wrap=True,
+        )
+    return cells[~cells.index.isin(broken.index)]
+
+
+def _save(figure, outputs: list[Path]) -> None:
+    import matplotlib.pyplot as plt
+
+    from whisperbench.io import atomic_path
+
+    for output in outputs:
+        with atomic_path(output) as temp:
+            figure.savefig(temp, format=Path(output).suffix.lstrip("."), dpi=160)
+    plt.close(figure)
+
+
+def _figure(frame, width: float, height: float):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = sorted(frame["dataset"].unique())
-    models, backends = sorted(frame["model"].unique()), sorted(frame["backend"].unique())
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), height), squeeze=False)
+    return figure, list(zip(axes[0], datasets, strict=True))
+
+
+def trade_off(frame, spec: TradeOff, title: str, outputs: list[Path]) -> None:
+    style = Style(frame)
+    figure, panels = _figure(frame, 5.2, 4.2)
     labels = {}
-    for axis, dataset in zip(axes[0], datasets, strict=False):
-        cells = frame[frame["dataset"] == dataset]
-        if y == "wer_pct":  # a broken cell (hallucinating, WER in the hundreds) would flatten every other point
-            broken = cells[cells[y] > MAX_PLOTTED_WER]
-            cells = cells[~cells.index.isin(broken.index)]
-            if len(broken):
-                names = ", ".join(f"{_label(row)} {getattr(row, y):.0f} %" for row in broken.itertuples())
-                axis.text(
-                    0.01,
-                    0.98,
-                    f"not shown, WER > {MAX_PLOTTED_WER} %: {names}",
-                    transform=axis.transAxes,
-                    fontsize=6,
-                    va="top",
-                    wrap=True,
-                )
-        labels[axis] = _panel(axis, cells, y, maximize_y, models, backends)
+    for axis, dataset in panels:
+        cells = _without_broken(axis, frame[frame["dataset"] == dataset], spec)
+        labels[axis] = _panel(axis, cells, spec, style)
         axis.set_title(dataset, fontsize=10)
-        axis.set_xlabel("size on disk (MB, log scale)")
-        axis.set_ylabel(ylabel)
-    numerics = sorted(frame["numerics"].dropna().unique()) if "numerics" in frame else []
-    figure.legend(
-        handles=_legend_handles(models, backends, numerics), loc="lower center", ncol=6, fontsize=8, frameon=False
-    )
+        axis.set_xlabel(spec.xlabel)
+        axis.set_ylabel(spec.ylabel)
+    figure.legend(handles=style.legend(), loc="lower center", ncol=6, fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=11)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     for axis, axis_labels in labels.items():
         _place_labels(axis, axis_labels)
-    for output in outputs:
-        from whisperbench.io import atomic_path
-
-        with atomic_path(output) as temp:
-            figure.savefig(temp, format=Path(output).suffix.lstrip("."), dpi=160)
-    plt.close(figure)
+    _save(figure, outputs)
 
 
-PLOTS = {
-    "wer_vs_size": ("wer_pct", "WER (%)", False, "Accuracy vs size"),
-    "rtfx_vs_size": ("rtfx", "RTFx (audio s / compute s)", True, "Speed vs size"),
-}
+def latency_breakdown(frame, title: str, outputs: list[Path]) -> None:
+    """Per timed cell, where one utterance's time goes (medians over the timed utterances)."""
+    import matplotlib.pyplot as plt
+
+    columns = [column for column, _ in STAGES]
+    timed = frame.dropna(subset=columns)
+    height = 1.2 + 0.22 * max(len(timed[timed["dataset"] == d]) for d in frame["dataset"].unique())
+    figure, panels = _figure(frame, 6.0, max(height, 3.0))
+    colors = plt.get_cmap("Set2")
+    for axis, dataset in panels:
+        cells = timed[timed["dataset"] == dataset].sort_values(["model", "backend", "precision"])
+        names = [_label(row) for row in cells.itertuples()]
+        left = [0.0] * len(cells)
+        for index, (column, name) in enumerate(STAGES):
+            values = list(cells[column])
+            axis.barh(names, values, left=left, color=colors(index), label=name, height=0.7)
+            left = [a + b for a, b in zip(left, values, strict=True)]
+        axis.invert_yaxis()
+        axis.tick_params(axis="y", labelsize=LABEL_POINTS)
+        axis.set_xlabel("ms per utterance (median)")
+        axis.set_title(dataset, fontsize=10)
+        axis.grid(True, axis="x", alpha=0.3)
+    handles, names = panels[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncol=len(STAGES), fontsize=8, frameon=False)
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    _save(figure, outputs)
 
 
 def write_plots(frame, outputs: list[Path]) -> None:
-    """Draw each plot named by an output's stem (wer_vs_size, rtfx_vs_size) into its files."""
+    """Draw each figure named by an output's stem (see FIGURES) into its files."""
     synthetic = frame["dataset"].str.contains("synthetic").any()
     suffix = " (includes synthetic speech)" if synthetic else ""
-    for name, (y, label, maximize, title) in PLOTS.items():
+    for name in FIGURES:
         files = [Path(output) for output in outputs if Path(output).stem == name]
-        if files:
-            plot(frame, y, label, maximize, title + suffix, files)
+        if not files:
+            continue
+        if name == "latency_breakdown":
+            latency_breakdown(frame, "Where the time goes" + suffix, files)
+        else:
+            trade_off(frame, TRADE_OFFS[name], TRADE_OFFS[name].title + suffix, files)
