@@ -1,4 +1,5 @@
-# whisperbench: `make demo` (offline, minutes), `make study` (tiny.en + base on LibriSpeech), `make test`.
+# whisperbench: `make demo` (offline, minutes), `make study` (tiny.en + base on LibriSpeech), `make report`
+# (Snakemake's HTML report of a finished study), `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --printshellcmds
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo study study-dvc test lint dvc.yaml clean
+.PHONY: venv demo study study-dvc report test lint dvc.yaml clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ demo: venv
 
 study: venv
 	$(SNAKEMAKE)
+
+# Snakemake's HTML report of the finished study: the tables and figures with their captions (offline).
+report: venv
+	$(BIN)/snakemake --report results/report.html
 
 study-dvc: venv
 	@test -d .dvc || $(BIN)/dvc init --no-scm -q

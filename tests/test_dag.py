@@ -230,6 +230,9 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     assert "| synthetic" in summary and "fp32" in summary and "int4" in summary
     assert "Core ML weights, PyTorch numerics" in summary and "speed, memory: needs macOS" in summary
     assert (snake / "results/plots/wer_vs_size.png").stat().st_size > 1000
+    _run([str(BIN / "snakemake"), "--report", "results/report.html"], snake)  # what `make report` runs
+    page = (snake / "results/report.html").read_text()
+    assert "wer_vs_rtfx" in page and "latency_breakdown" in page and "ΔWER against the baseline" in page
     assert "Nothing to be done" in _run([str(BIN / "snakemake"), "--cores", "2", "-n"], snake)
     _copy_plans_nothing(snake, tmp_path)
     _check_snakemake_slices(snake)
@@ -247,6 +250,9 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
     assert "Running stage" not in _run([str(BIN / "dvc"), "repro"], dvc)
     metrics = _run([str(BIN / "dvc"), "metrics", "show"], dvc)
     assert "synthetic/tiny.en/pytorch/fp32" in metrics
+    _run([str(BIN / "dvc"), "plots", "show", "--out", "dvc_plots"], dvc)
+    rendered = (dvc / "dvc_plots/index.html").read_text()
+    assert "WER vs RTFx" in rendered and "wer_vs_size.png" in rendered
     _copy_plans_nothing(dvc, tmp_path)
     _check_dvc_slices(dvc)
 

@@ -296,7 +296,7 @@ def _report_stage(params: dict, raw: dict, params_file: str) -> dict:
             "params": _present(raw, "report"),
             "outs": [path("summary_md"), path("summary_tex")],
             "metrics": [{path("summary_json"): {"cache": False}}],
-            "plots": [{path("summary_csv"): {"cache": False, "x": "size_mb", "y": "wer_pct"}}]
+            "plots": [{path("summary_csv"): {"cache": False, "x": "size_mb", "y": "wer_pct", "template": "scatter"}}]
             + [{p: {"cache": False}} for p in plot_files],
         }
     }
@@ -306,7 +306,9 @@ def dvc_yaml(params: dict, raw: dict, params_file: str = "params.yaml") -> dict:
     stages = {}
     for part in (_data_stages, _model_stages, _cell_stages, _report_stage):
         stages |= part(params, raw, params_file)
-    return {"stages": stages}
+    # a second view of the same table for `dvc plots show`: the speed-accuracy trade-off
+    speed = {"WER vs RTFx": {"template": "scatter", "x": "rtfx", "y": {path("summary_csv"): "wer_pct"}}}
+    return {"stages": stages, "plots": [speed]}
 
 
 HEADER = (
