@@ -149,7 +149,7 @@ def main(argv=None) -> None:
     arguments.add_argument("--wer-margin", type=float, default=0.5, help="WER points above the reference")
     arguments.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
     arguments = arguments.parse_args(argv)
-    rows = [row for row in _rows(arguments.study / dag.path("summary_csv")) if row["status"].startswith("ok")]
+    rows = [row for row in _rows(arguments.study / dag.path("summary_csv")) if not row["status"].startswith("failed")]
     report = {"peers": arguments.peers, "reference": arguments.reference, "wer_margin": arguments.wer_margin}
     report["speed"], report["sizes"] = {}, {}
     for dataset in sorted({row["dataset"] for row in rows}):
