@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from whisperbench import config as study_config
-from whisperbench import dag
+from whisperbench import dag, workdir
 from whisperbench.errors import UserError
 
 # Scripts read the same file Snakemake loaded, so both see the same params. Rule commands name it
@@ -25,6 +25,10 @@ try:
             f"the config Snakemake merged differs from {PARAMS_FILE}: pass one complete file with "
             "--configfile FILE --replace-workflow-config (not --config key=value)"
         )
+    # after a crash the same command resumes: stale Snakemake locks go, incomplete outputs re-run
+    # (profiles/default: rerun-incomplete); a second live run in this folder is refused
+    if workflow.is_main_process and not workdir.read_only(sys.argv):
+        FOLDER_LOCK = workdir.claim()
 except UserError as error:
     print(f"whisperbench: error: {error}", file=sys.stderr)
     sys.exit(2)
