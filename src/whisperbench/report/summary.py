@@ -159,7 +159,7 @@ def table(metrics, baseline_precision: str = "fp32"):
         for d, s in zip(frame["dataset"], frame["synthetic"], strict=True)
     ]
     frame = frame.sort_values(["dataset", "model", "backend", "size_mb"], ascending=[True, True, True, False])
-    columns = [c for c in COLUMNS if c not in OPTIONAL or frame[c].notna().any()]
+    columns = [c for c in COLUMNS if c not in OPTIONAL or (c in frame and frame[c].notna().any())]
     return frame.reindex(columns=columns).reset_index(drop=True)
 
 
