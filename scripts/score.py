@@ -1,10 +1,7 @@
 """Score one cell: WER from the accuracy pass, speed and memory from the timing pass, and their agreement."""
 
-import json
-from pathlib import Path
-
 from whisperbench import cli
-from whisperbench.io import read_jsonl, write_json
+from whisperbench.io import read_json, read_jsonl, write_json
 from whisperbench.metrics.score import score
 
 
@@ -20,9 +17,9 @@ def main(argv=None):
     cli.start(arguments)
     metrics = score(
         read_jsonl(arguments.hypotheses),
-        json.loads(Path(arguments.accuracy).read_text()),
+        read_json(arguments.accuracy),
         read_jsonl(arguments.timings),
-        json.loads(Path(arguments.timing).read_text()),
+        read_json(arguments.timing),
     )
     write_json(arguments.out, metrics)
     cli.log.info(

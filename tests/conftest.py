@@ -65,3 +65,13 @@ def size_breakdown(module, folder: Path) -> dict:
     found = sizes.breakdown(folder, module.stored_tensors(folder))
     assert 0 <= found["groups"]["other files"] < 10e6, found["groups"]
     return found["groups"]
+
+
+@pytest.fixture(scope="session")
+def fault_table():
+    """Faults injected by the suite and what the user saw; see tests/faults.py."""
+    import faults
+
+    table = faults.Table()
+    yield table
+    table.finish()

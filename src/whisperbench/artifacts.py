@@ -17,7 +17,7 @@ from pathlib import Path
 from whisperbench.backends import registry
 from whisperbench.backends.base import BuildContext, Decoding
 from whisperbench.errors import UserError
-from whisperbench.io import atomic_dir, read_jsonl, sha256_file, write_json
+from whisperbench.io import atomic_dir, read_json, read_jsonl, sha256_file, write_json
 from whisperbench.metrics import provenance
 from whisperbench.models import fetch
 
@@ -96,7 +96,7 @@ def verify(artifact_dir: str | Path) -> dict:
     manifest = artifact_dir / MANIFEST
     if not manifest.is_file():
         raise UserError(f"{manifest}: missing; delete {artifact_dir} and re-run to rebuild it")
-    record = json.loads(manifest.read_text())
+    record = read_json(manifest, fix=f"delete {artifact_dir} and re-run to rebuild it")
     for name, expected in record["files"].items():
         path = artifact_dir / name
         if not path.is_file() or sha256_file(path) != expected:
@@ -112,7 +112,10 @@ def looks_changed(folder: str | Path) -> bool:
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return True
-    record, sealed = json.loads(manifest.read_text()), manifest.stat().st_mtime
+    try:
+        record, sealed = json.loads(manifest.read_text()), manifest.stat().st_mtime
+    except json.JSONDecodeError:
+        return True
     paths = [folder / name for name in record["files"]]
     if not all(p.is_file() for p in paths):
         return True
@@ -131,4 +134,4 @@ def remove_if_corrupt(folder: str | Path) -> str | None:
         return None
     except UserError as error:
         shutil.rmtree(folder)
-        return f"{error}; removed it so that it is rebuilt"
+        return f"{str(error).split('; ', 1)[0]}; removed {folder}, so that it is rebuilt"

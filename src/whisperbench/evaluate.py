@@ -92,10 +92,10 @@ class _Pass:
         transcriber = load_transcriber(self.cell, self.params, self.artifact_dir, threads)
         return transcriber, round(time.perf_counter() - start, 3)
 
-    def record(self, stage: str, **fields) -> dict:
+    def _common(self, stage: str) -> dict:
         dataset = self.params["datasets"].get(self.cell.dataset, {})
         asked = self.params["timing"]["utterances"] if stage == "timing" else dataset.get("max_utterances")
-        common = {
+        return {
             "cell": asdict(self.cell),
             "stage": stage,
             "n_asked": asked or None,  # what params asked for (None: all); the manifest may hold fewer
@@ -104,15 +104,32 @@ class _Pass:
             "synthetic": self.synthetic,
             "n_left_out": len(self.left_out),
         }
+
+    def record(self, stage: str, **fields) -> dict:
         if self.failed:
-            return provenance.record(**common, status="failed", reason=self.artifact["reason"], **fields)
+            return provenance.record(**self._common(stage), status="failed", reason=self.artifact["reason"], **fields)
         return provenance.record(
-            **common,
+            **self._common(stage),
             status="ok",
             decoding=self.params["decoding"],
             backend_options=self.params["backends"][self.cell.backend].get("options", {}),
             **fields,
         )
+
+    def backend_failed(self, stage: str, error: Exception, **fields) -> dict:
+        """The backend raised mid-pass: the cell is reported failed with the reason and the study goes on
+        (the traceback is kept in the pass's record); a user's mistake or a lack of memory stops the job."""
+        import traceback
+
+        reason = f"the {self.cell.backend} backend raised {type(error).__name__}: {error}"[:500]
+        log.error("%s %s pass failed: %s", self.cell.path, stage, reason)
+        return provenance.record(
+            **self._common(stage), status="failed", reason=reason, traceback=traceback.format_exc(), **fields
+        )
+
+
+# Errors a pass lets through (the job fails, a re-run retries); any other error marks the cell failed.
+_STOPS_THE_JOB = (UserError, MemoryError)
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -170,9 +187,14 @@ def accuracy_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, art
         return [], run.record("accuracy", n_utterances=0)
     batch_size, unbatched = batch_size_of(cell, params)
     threads = config.accuracy_threads(cell.backend, params)
-    transcriber, load_s = run.load(threads)
-    start = time.perf_counter()
-    rows, fallback = decode_all(transcriber, run.utterances, batch_size, progress)
+    try:
+        transcriber, load_s = run.load(threads)
+        start = time.perf_counter()
+        rows, fallback = decode_all(transcriber, run.utterances, batch_size, progress)
+    except _STOPS_THE_JOB:
+        raise
+    except Exception as error:
+        return run.left_out, run.backend_failed("accuracy", error, threads=threads, n_utterances=0)
     record = run.record(
         "accuracy",
         runtime=getattr(transcriber, "runtime", {}),
@@ -215,18 +237,11 @@ def _throughput(transcriber, clips: list, batch_size: int, repeats: int) -> dict
     return {"batch_size": batch_size, "audio_s": audio_s, "compute_s": compute_s, "rtfx": audio_s / compute_s}
 
 
-def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress=True):
-    """Return (per-utterance timings, run record): the timed subset, warm-ups, then repeats at batch size 1."""
+def _time_subset(run: _Pass, params: dict, progress: bool) -> tuple[list[dict], dict]:
+    """Load, warm up, then time each utterance of the subset `timing.repeats` times (and the throughput)."""
     from tqdm import tqdm
 
-    run = _Pass(cell, params, manifest, model_dir, artifact_dir)
     timing = params["timing"]
-    settings = {key: timing[key] for key in ("threads", "warmup", "repeats")}
-    if run.failed:
-        return [], run.record("timing", n_utterances=0, **settings)
-    unavailable = registry.get(cell.backend).speed_unavailable()
-    if unavailable:  # e.g. Core ML off macOS: nothing is timed or estimated, the table says why
-        return run.left_out, run.record("timing", n_utterances=0, speed_unavailable=unavailable, **settings)
     transcriber, load_s = run.load(timing["threads"])
     clips = [audio_io.load(u["audio_path"]) for u in run.utterances]
     loading_rss = provenance.peak_rss_mb()  # imports, weights, sessions and the clips
@@ -240,18 +255,33 @@ def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artif
             rows.append(_timed_row(utterance, samples, runs))
     throughput = None
     if timing["throughput"] and clips:
-        throughput = _throughput(transcriber, clips, batch_size_of(cell, params)[0], timing["repeats"])
-    record = run.record(
-        "timing",
-        runtime=getattr(transcriber, "runtime", {}),
-        **settings,
-        load_s=load_s,
-        n_utterances=len(rows),
-        throughput=throughput,
-        peak_rss_loading_mb=round(loading_rss, 1),
+        throughput = _throughput(transcriber, clips, batch_size_of(run.cell, params)[0], timing["repeats"])
+    return rows, {
+        "runtime": getattr(transcriber, "runtime", {}),
+        "load_s": load_s,
+        "n_utterances": len(rows),
+        "throughput": throughput,
+        "peak_rss_loading_mb": round(loading_rss, 1),
         # while transcribing (warm-ups included); where the peak cannot be reset, the process's lifetime peak
-        peak_rss_mb=round(provenance.peak_rss_since_reset_mb() if separate_peaks else provenance.peak_rss_mb(), 1),
-        peak_rss_separate=separate_peaks,
+        "peak_rss_mb": round(provenance.peak_rss_since_reset_mb() if separate_peaks else provenance.peak_rss_mb(), 1),
+        "peak_rss_separate": separate_peaks,
         **others.record,
-    )
-    return sorted(rows + run.left_out, key=lambda row: row["id"]), record
+    }
+
+
+def timing_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, artifact_dir: Path, progress=True):
+    """Return (per-utterance timings, run record): the timed subset, warm-ups, then repeats at batch size 1."""
+    run = _Pass(cell, params, manifest, model_dir, artifact_dir)
+    settings = {key: params["timing"][key] for key in ("threads", "warmup", "repeats")}
+    if run.failed:
+        return [], run.record("timing", n_utterances=0, **settings)
+    unavailable = registry.get(cell.backend).speed_unavailable()
+    if unavailable:  # e.g. Core ML off macOS: nothing is timed or estimated, the table says why
+        return run.left_out, run.record("timing", n_utterances=0, speed_unavailable=unavailable, **settings)
+    try:
+        rows, measured = _time_subset(run, params, progress)
+    except _STOPS_THE_JOB:
+        raise
+    except Exception as error:
+        return run.left_out, run.backend_failed("timing", error, n_utterances=0, **settings)
+    return sorted(rows + run.left_out, key=lambda row: row["id"]), run.record("timing", **settings, **measured)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from whisperbench.errors import UserError
+
+# A full disk or quota: the one write error a user fixes outside the project (then re-runs the same command).
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _disk_full(target: Path, error: OSError) -> UserError:
+    return UserError(
+        f"{target}: no space left on the device while writing it ({error.strerror}); nothing was replaced "
+        "and finished results are kept: free space, then re-run the same command"
+    )
 
 
 @contextlib.contextmanager
@@ -22,6 +35,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield temp
         os.replace(temp, target)
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise _disk_full(target, error) from None
+        raise
     finally:
         temp.unlink(missing_ok=True)
 
@@ -37,6 +54,10 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         if target.exists():
             shutil.rmtree(target)
         os.replace(temp, target)
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise _disk_full(target, error) from None
+        raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -54,9 +75,30 @@ def write_jsonl(target: str | os.PathLike, rows) -> None:
     write_text(target, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
+def read_json(path: str | os.PathLike, fix: str = "") -> dict:
+    """A .json record; a corrupt one is one error naming it and the fix (by default: delete it, re-run)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        fix = fix or f"delete {path} and re-run the same command, which rebuilds it"
+        raise UserError(f"{path}: not valid JSON ({error.msg}, line {error.lineno}); {fix}") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Rows of a .jsonl file; a corrupt line (a damaged copy, an edit) is one error naming it and the fix."""
+    rows = []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise UserError(
+                    f"{path}:{line_number}: not a JSON row ({error.msg}); delete {path} and re-run the same "
+                    "command, which rebuilds it"
+                ) from None
+    return rows
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:

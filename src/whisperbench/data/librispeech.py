@@ -7,6 +7,7 @@ extracted into a temporary folder that is renamed into place only when complete.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tarfile
@@ -26,6 +27,7 @@ OFFICIAL_MD5 = {
     "test-other": "fb5a50374b501bb3bac4815ee91d3135",
 }
 ROOT_ENV = "LIBRISPEECH_ROOT"
+log = logging.getLogger("whisperbench")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def subset_dir(root: Path, subset: str, origin: str) -> Path:
 
 def read_subset(folder: Path) -> list[Utterance]:
     """Every utterance of a subset folder (<speaker>/<chapter>/<id>.flac + <speaker>-<chapter>.trans.txt)."""
-    utterances = []
+    utterances, missing = [], []
     for transcript_file in sorted(folder.glob("*/*/*.trans.txt")):
         for line_number, line in enumerate(transcript_file.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -72,11 +74,19 @@ def read_subset(folder: Path) -> list[Utterance]:
                 )
             audio = transcript_file.parent / f"{utterance_id}.flac"
             if not audio.is_file():
-                continue  # partial copies (like the developer sample) list only the files they hold
+                missing.append(audio)  # partial copies (like the developer sample) hold only some files
+                continue
             speaker = utterance_id.split("-")[0]
             utterances.append(Utterance(utterance_id, speaker, str(audio), reference.strip()))
     if not utterances:
         raise UserError(f"{folder}: no utterances found (expected <speaker>/<chapter>/*.trans.txt and .flac files)")
+    if missing:
+        log.warning(
+            "%s: %d utterance(s) listed in its transcripts have no audio file (e.g. %s); left out (a partial copy?)",
+            folder,
+            len(missing),
+            missing[0].name,
+        )
     return utterances
 
 

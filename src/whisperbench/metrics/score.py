@@ -135,11 +135,13 @@ def _asked(accuracy: dict, timing: dict) -> dict:
 
 
 def failed(accuracy: dict, timing: dict) -> dict:
-    """A cell whose artifact could not be built: kept in the table with the reason, no numbers."""
+    """A cell whose artifact could not be built, or whose backend raised in a pass: kept in the table
+    with the reason, no numbers."""
+    reason = accuracy.get("reason") if accuracy.get("status") == "failed" else timing["reason"]
     return {
         **accuracy["cell"],
         **_settings(accuracy, timing),
-        "status": f"failed: {accuracy['reason']}",
+        "status": f"failed: {reason}",
         "n_utterances": 0,
         "wer": None,
         "size_mb": None,
@@ -148,7 +150,7 @@ def failed(accuracy: dict, timing: dict) -> dict:
 
 def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: dict) -> dict:
     """WER from the accuracy pass; speed and memory from the timing pass; how well the two passes agree."""
-    if accuracy.get("status") == "failed":
+    if "failed" in (accuracy.get("status"), timing.get("status")):
         return failed(accuracy, timing)
     evaluated = [row for row in hypotheses if "skipped" not in row]
     timed = [row for row in timings if "skipped" not in row]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from whisperbench.backends import registry
+from whisperbench.io import read_json
 
 COLUMNS = {
     "dataset": "dataset",
@@ -132,7 +132,7 @@ def intervals(metrics, hypotheses_paths: list[str | Path], baseline_precision: s
 def load_metrics(paths: list[str | Path]):
     import pandas as pd
 
-    rows = [json.loads(Path(path).read_text()) for path in paths]
+    rows = [read_json(path) for path in paths]
     return pd.DataFrame(rows)
 
 
