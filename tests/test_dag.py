@@ -1,9 +1,13 @@
 """Snakemake and DVC run the same scripts to the same files; re-runs do only what changed."""
 
+import csv
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -110,6 +114,7 @@ def _workspace(tmp_path: Path, name: str) -> Path:
     workdir.mkdir()
     for folder in ("scripts", "workflow", "src", "envs"):
         shutil.copytree(REPO / folder, workdir / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "profiles", workdir / "profiles")
     shutil.copy(REPO / "Snakefile", workdir)
     shutil.copy(REPO / "tests/configs/dag.yaml", workdir / "params.yaml")
     _run([str(BIN / "python"), "-m", "whisperbench.dag", "--params", "params.yaml", "--out", "dvc.yaml"], workdir)
@@ -222,10 +227,75 @@ def _copy_plans_nothing(workdir: Path, tmp_path: Path) -> None:
     shutil.rmtree(copy)
 
 
-@pytest.mark.slow
-def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
-    snake = _workspace(tmp_path, "snakemake")
+# The columns that must not depend on how a run went (crashes, resumes, the engine): accuracy and sizes.
+STABLE_COLUMNS = ("dataset", "model", "backend", "precision", "size_mb", "wer_pct", "wer_low_pct", "wer_high_pct")
+STABLE_COLUMNS += ("delta_wer_pct", "delta_low_pct", "delta_high_pct", "n_utterances", "n_subset")
+
+
+def _tables(workdir: Path) -> tuple[list[dict], dict[str, bytes]]:
+    """The summary's accuracy and size columns, and every cell's hypotheses, byte for byte."""
+    with open(workdir / "results/summary.csv", newline="") as handle:
+        rows = [{key: row[key] for key in STABLE_COLUMNS} for row in csv.DictReader(handle)]
+    hypotheses = {
+        str(path.relative_to(workdir)): path.read_bytes() for path in (workdir / "results").rglob("hypotheses.jsonl")
+    }
+    return rows, hypotheses
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, tuple]:
+    """The tiny study run once from start to end: its folder, and its tables to compare others with."""
+    snake = _workspace(tmp_path_factory.mktemp("uninterrupted"), "snakemake")
     _run([str(BIN / "snakemake"), "--cores", "2"], snake)
+    return snake, _tables(snake)
+
+
+# Where a run is killed: the first file whose appearance shows that stage is under way (jobs are running then).
+KILL_POINTS = [
+    ("models fetched, exports and builds running", "data/models/*/source.json"),
+    ("accuracy passes running", "results/*/*/*/*/hypotheses.jsonl"),
+    ("cells being scored", "results/*/*/*/*/metrics.json"),
+]
+
+
+def _kill_when(command: list[str], workdir: Path, pattern: str, timeout_s: float = 900) -> None:
+    """Start `command`, SIGKILL it and every job it started as soon as a file matching `pattern` exists."""
+    env = {"PATH": ENV_PATH, "HOME": str(workdir)}
+    run = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + timeout_s
+    while not list(workdir.glob(pattern)):
+        assert run.poll() is None, f"{' '.join(command)} ended before {pattern} appeared"
+        assert time.monotonic() < deadline, f"{pattern} did not appear"
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGKILL)  # the whole run: the engine and its jobs, as an OOM kill or a reboot would
+    run.wait()
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_three_points_resumes_with_the_same_command_to_the_same_tables(
+    uninterrupted, tmp_path, fault_table
+):
+    _, tables = uninterrupted
+    snake = _workspace(tmp_path, "killed")
+    command = [str(BIN / "snakemake"), "--cores", "2"]
+    for _, pattern in KILL_POINTS:
+        _kill_when(command, snake, pattern)
+    _run(command, snake)  # the plain command: no --unlock, no cleanup
+    assert _tables(snake) == tables
+    assert "Nothing to be done" in _run([*command, "-n"], snake)
+    fault_table.add(
+        "the whole run killed (SIGKILL) at three points, then the same command",
+        "nothing: the same command goes on (stale locks cleared, incomplete jobs re-run)",
+        "every finished job; WER and size tables byte-identical to an uninterrupted run "
+        f"(killed while: {'; '.join(point for point, _ in KILL_POINTS)}; Snakemake and `dvc repro`)",
+    )
+
+
+@pytest.mark.slow
+def test_whole_dag_runs_caches_and_reruns_only_what_changed(uninterrupted, tmp_path):
+    snake, tables = uninterrupted
     summary = (snake / "results/summary.md").read_text()
     assert "| synthetic" in summary and "fp32" in summary and "int4" in summary
     assert "Core ML weights, PyTorch numerics" in summary and "speed, memory: needs macOS" in summary
@@ -246,8 +316,10 @@ def test_whole_dag_runs_caches_and_reruns_only_what_changed(tmp_path):
 
     dvc = _workspace(tmp_path, "dvc")
     _run([str(BIN / "dvc"), "init", "--no-scm", "-q"], dvc)
+    _kill_when([str(BIN / "dvc"), "repro"], dvc, KILL_POINTS[1][1])  # DVC resumes with the same command too
     _run([str(BIN / "dvc"), "repro"], dvc)
     assert _results(dvc) == _results(snake)
+    assert _tables(dvc) == tables
     assert "Running stage" not in _run([str(BIN / "dvc"), "repro"], dvc)
     metrics = _run([str(BIN / "dvc"), "metrics", "show"], dvc)
     assert "synthetic/tiny.en/pytorch/fp32" in metrics
