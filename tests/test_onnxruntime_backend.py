@@ -27,7 +27,7 @@ def onnx_params(**options) -> dict:
         ({"graph_optimization_level": "fast"}, r"graph_optimization_level: 'fast' is not allowed; allowed: disable"),
         ({"int4_block_size": 48}, r"int4_block_size: 48 is not allowed; allowed: 16, 32"),
         ({"intra_threads": 4}, r"'intra_threads' was unexpected\); allowed keys: calibration_method"),
-        ({"execution_provider": "tensorrt"}, r"execution_provider: 'tensorrt' is not allowed; allowed: cpu, cuda"),
+        ({"device": "tensorrt"}, r"device: 'tensorrt' is not allowed; allowed: cpu, cuda"),
     ],
 )
 def test_bad_session_option_is_one_line_naming_it(options, message):
@@ -41,9 +41,9 @@ def test_cuda_is_rejected_where_this_build_lacks_it():
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime build has CUDA")
     with pytest.raises(
-        UserError, match=r"options\.execution_provider: cuda is not available .*install onnxruntime-gpu"
+        UserError, match=r"options\.device: cuda \(CUDAExecutionProvider\) is not available .*onnxruntime-gpu"
     ):
-        onnx_params(execution_provider="cuda")
+        onnx_params(device="cuda")
 
 
 def test_beam_search_is_rejected_for_onnxruntime():

@@ -1,7 +1,7 @@
 import pytest
-from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT, size_breakdown
+from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT, minimal_params, size_breakdown
 
-from whisperbench import artifacts
+from whisperbench import artifacts, config
 from whisperbench.backends import pytorch
 from whisperbench.backends.base import Decoding
 from whisperbench.errors import UserError
@@ -12,10 +12,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(tiny_en_dir, tmp_path_factory):
-    from conftest import minimal_params
-
-    from whisperbench import config
-
     params = config.validate(minimal_params(backends={"pytorch": {"precisions": list(pytorch.PRECISIONS)}}))
     root = tmp_path_factory.mktemp("artifacts")
     return {
@@ -76,3 +72,44 @@ def test_stored_tensors_account_for_the_weight_files(built):
     assert groups["fp32"]["quantized weights"] == 0 and groups["int8"]["quantized weights"] > 0
     int4 = groups["int4"]  # the tied token embedding stays fp32: most of the file
     assert int4["embeddings (float)"] > 0.5 * sum(int4.values()) > int4["quantized weights"] > 0
+
+
+def test_device_cuda_is_rejected_where_torch_cannot_use_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip(f"this machine has a CUDA GPU ({torch.cuda.get_device_name()})")
+    params = minimal_params(backends={"pytorch": {"precisions": ["fp32"], "options": {"device": "cuda"}}})
+    with pytest.raises(UserError, match=r"backends\.pytorch\.options\.device: cuda.*(CPU build|no CUDA GPU)"):
+        config.validate(params)
+
+
+def test_quantized_cpu_layouts_are_rejected_on_cuda(monkeypatch):
+    from whisperbench.backends import pytorch
+
+    monkeypatch.setattr(pytorch, "environment_problem", lambda options: None)  # as on a GPU machine
+    params = minimal_params(backends={"pytorch": {"precisions": ["fp16", "int4"], "options": {"device": "cuda"}}})
+    with pytest.raises(UserError, match=r"backends\.pytorch\.precisions: int4: int4 artifacts are built for CPU"):
+        config.validate(params)
+
+
+def test_a_batch_cut_at_max_new_tokens_counts_the_tokens_it_has(built, clip):
+    """A row without an end-of-text token (cut by max_new_tokens) counts what was generated, as batch 1 does."""
+    transcriber = pytorch.load(built["fp32"][0], "fp32", pytorch.Options(), Decoding(max_new_tokens=4), threads=2)
+    (batched,) = transcriber.transcribe_batch([clip])
+    assert batched.n_tokens == transcriber.transcribe(clip).n_tokens == 4
+
+
+def test_transcribes_on_a_cuda_gpu_where_there_is_one(built, clip):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip(f"no CUDA GPU here (torch {torch.__version__}); runs where torch.cuda.is_available()")
+    options = pytorch.Options(device="cuda")
+    assert pytorch.environment_problem(options) is None
+    transcriber = pytorch.load(built["fp16"][0], "fp16", options, Decoding(), threads=2)
+    result = transcriber.transcribe(clip)
+    assert transcriber.runtime["device"] == "cuda" and transcriber.runtime["gpu"]
+    wer = word_errors([{"reference": CLIP_REFERENCE, "hypothesis": result.text}])["wer"]
+    assert wer <= 0.5, result.text
+    assert 0 < result.encoder_ms < result.first_token_ms <= result.total_ms

@@ -159,6 +159,7 @@ def _check_backends(params: dict, source: str) -> None:
         except (TypeError, ValueError) as error:
             raise UserError(f"{source}: backends.{name}.options: {error}") from None
         _check_backend_hooks(spec, options, params, source)
+        _check_precision_hook(spec, options, backend["precisions"], source)
 
 
 def _check_backend_hooks(spec, options, params: dict, source: str) -> None:
@@ -168,6 +169,14 @@ def _check_backend_hooks(spec, options, params: dict, source: str) -> None:
         raise UserError(f"{source}: {problem} (backend {spec.name})")
     if hasattr(module, "environment_problem") and (problem := module.environment_problem(options)):
         raise UserError(f"{source}: backends.{spec.name}.options.{problem}")
+
+
+def _check_precision_hook(spec, options, precisions: list[str], source: str) -> None:
+    """A precision the chosen options cannot run (e.g. a CPU-only quantized layout on device cuda)."""
+    module = spec.load_module()
+    for precision in precisions:
+        if hasattr(module, "precision_problem") and (problem := module.precision_problem(precision, options)):
+            raise UserError(f"{source}: backends.{spec.name}.precisions: {precision}: {problem}")
 
 
 def _check_report(params: dict, source: str) -> None:

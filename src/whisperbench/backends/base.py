@@ -21,8 +21,10 @@ A backend whose registry entry says `exports=True` also provides
   * `export(hf_dir, options, context, check_rows, output_dir) -> dict`: one FP32 export per model,
     shared by all its precisions, checked against PyTorch on `check_rows` (the calibration
     utterances, which the export keeps for calibrated recipes); the returned check is recorded.
-Optional hooks, called at params validation: `decoding_problem(decoding) -> str | None` and
-`environment_problem(options) -> str | None`. Optional for the size benchmark (`benchmarks/peers.py`):
+Optional hooks, called at params validation: `decoding_problem(decoding) -> str | None`,
+`environment_problem(options) -> str | None` (e.g. device cuda without a CUDA build) and
+`precision_problem(precision, options) -> str | None` (a precision these options cannot run).
+Optional for the size benchmark (`benchmarks/peers.py`):
 `stored_tensors(artifact_dir) -> list[metrics.sizes.StoredTensor]`, the tensors its files store.
 """
 

@@ -29,10 +29,44 @@ _probe_cache: dict[str, str | None] = {}
 @dataclass(frozen=True)
 class Options(BackendOptions):
     attn_implementation: str = "sdpa"
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ValueError(f"attn_implementation {self.attn_implementation!r} is not one of: sdpa, eager")
+        if self.device not in DEVICES:
+            raise ValueError(f"device {self.device!r} is not one of: {', '.join(DEVICES)}")
+
+
+DEVICES = ("cpu", "cuda")
+# The quantized artifacts hold CPU kernels' layouts (torchao's dynamic int8, quanto's int4 on CPU) and were only
+# checked there; on a GPU only the float precisions run.
+CUDA_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def environment_problem(options: Options) -> str | None:
+    """Whether the installed torch can run on the chosen device (imports torch only for cuda)."""
+    if options.device == "cpu":
+        return None
+    from importlib.metadata import version
+
+    installed = version("torch")
+    if installed.endswith("+cpu"):
+        return (
+            f"device: cuda needs a CUDA build of torch; the installed torch {installed} is the CPU build "
+            "(envs/requirements.txt); install a CUDA build or use cpu"
+        )
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"device: cuda: torch {installed} finds no CUDA GPU on this machine; use cpu"
+    return None
+
+
+def precision_problem(precision: str, options: Options) -> str | None:
+    if options.device == "cuda" and precision not in CUDA_PRECISIONS:
+        return f"{precision} artifacts are built for CPU kernels; on device cuda use {', '.join(CUDA_PRECISIONS)}"
+    return None
 
 
 def unsupported_reason(precision: str) -> str | None:
@@ -145,13 +179,23 @@ def _load_model(artifact_dir: Path, precision: str, options: Options):
     return model
 
 
+def _sync(device) -> None:
+    """Wait for the GPU's queued work, so that a timestamp taken next is when the work was done."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 class _TokenClock:
     """A generate() streamer that timestamps every decoder step (the first put is the prompt)."""
 
-    def __init__(self):
+    def __init__(self, device):
         self.times: list[float] = []
+        self.device = device
 
     def put(self, _tokens):
+        _sync(self.device)
         self.times.append(time.perf_counter())
 
     def end(self):
@@ -167,14 +211,23 @@ class _EncoderClock:
     def __init__(self, model):
         self.spans: list[tuple[str, float, float]] = []  # (module, start, end) of every timed call
         self._started: dict[str, float] = {}
+        self.device = model.device
         self._watch(model.get_encoder(), "encoder")
         for index, layer in enumerate(model.get_decoder().layers):
             self._watch(layer.encoder_attn.k_proj, f"decoder.{index}.cross_k")
             self._watch(layer.encoder_attn.v_proj, f"decoder.{index}.cross_v")
 
     def _watch(self, module, name: str) -> None:
-        module.register_forward_pre_hook(lambda *_: self._started.__setitem__(name, time.perf_counter()))
-        module.register_forward_hook(lambda *_: self.spans.append((name, self._started.pop(name), time.perf_counter())))
+        module.register_forward_pre_hook(lambda *_: self._start(name))
+        module.register_forward_hook(lambda *_: self._end(name))
+
+    def _start(self, name: str) -> None:
+        _sync(self.device)
+        self._started[name] = time.perf_counter()
+
+    def _end(self, name: str) -> None:
+        _sync(self.device)
+        self.spans.append((name, self._started.pop(name), time.perf_counter()))
 
     def ms(self) -> float:
         return sum(end - start for _, start, end in self.spans) * 1e3
@@ -190,14 +243,19 @@ class PyTorchTranscriber:
         self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
         self.generate_kwargs = _generate_kwargs(model, decoding)
         self.encoder_clock = _EncoderClock(model)
+        self.device = model.device
+        self.runtime = {"device": model.device.type}
+        if model.device.type == "cuda":
+            self.runtime["gpu"] = torch.cuda.get_device_name(model.device)
 
     def transcribe(self, audio: np.ndarray) -> Transcription:
         torch = self.torch
         self.encoder_clock.spans.clear()
-        clock = _TokenClock()
+        clock = _TokenClock(self.device)
         start = time.perf_counter()
         features = self.processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
-        features = features.to(self.dtype)
+        features = features.to(self.device, self.dtype)
+        _sync(self.device)
         features_done = time.perf_counter()
         with torch.no_grad():  # quanto tensors cannot run under inference_mode
             sequences = self.model.generate(features, streamer=clock, **self.generate_kwargs)
@@ -219,11 +277,13 @@ class PyTorchTranscriber:
         self.encoder_clock.spans.clear()
         features = self.processor.feature_extractor(audios, sampling_rate=16000, return_tensors="pt").input_features
         with self.torch.no_grad():
-            sequences = self.model.generate(features.to(self.dtype), **self.generate_kwargs)
+            sequences = self.model.generate(features.to(self.device, self.dtype), **self.generate_kwargs).cpu()
         eos = self.model.generation_config.eos_token_id
         texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
-        # sequences hold the generated tokens only, padded with end-of-text after each row's end
-        return [Hypothesis(text, int((row != eos).sum()) + 1) for text, row in zip(texts, sequences, strict=True)]
+        # sequences hold the generated tokens only, padded with end-of-text after each row's end; a row that
+        # reached max_new_tokens has no end-of-text token to count
+        counts = [int((row != eos).sum()) + int((row == eos).any()) for row in sequences]
+        return [Hypothesis(text, count) for text, count in zip(texts, counts, strict=True)]
 
 
 def _generate_kwargs(model, decoding: Decoding) -> dict:
@@ -246,7 +306,7 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
     # generate() warns on every call that max_new_tokens overrides the config's max_length.
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(threads)
-    model = _load_model(Path(artifact_dir), precision, options)
+    model = _load_model(Path(artifact_dir), precision, options).to(options.device)
     processor = WhisperProcessor.from_pretrained(artifact_dir)
     return PyTorchTranscriber(model, processor, precision, decoding)
 

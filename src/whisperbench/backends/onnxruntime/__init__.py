@@ -49,7 +49,7 @@ PROCESSOR_FILES = (
 
 @dataclass(frozen=True)
 class Options(BackendOptions):
-    execution_provider: str = "cpu"
+    device: str = "cpu"  # cpu or cuda: the execution provider the sessions run on
     graph_optimization_level: str = "all"
     opset: int = graphs.OPSET
     int8_reduce_range: str | bool = "auto"
@@ -61,7 +61,7 @@ class Options(BackendOptions):
 
     def __post_init__(self):
         checks = [
-            ("execution_provider", self.execution_provider in PROVIDERS, ", ".join(PROVIDERS)),
+            ("device", self.device in PROVIDERS, ", ".join(PROVIDERS)),
             (
                 "graph_optimization_level",
                 self.graph_optimization_level in OPTIMIZATION_LEVELS,
@@ -107,15 +107,15 @@ def decoding_problem(decoding: dict) -> str | None:
 
 
 def environment_problem(options: Options) -> str | None:
-    """Whether the chosen execution provider exists in this onnxruntime build (imports onnxruntime)."""
-    if options.execution_provider == "cpu":
+    """Whether the chosen device's execution provider exists in this onnxruntime build (imports onnxruntime)."""
+    if options.device == "cpu":
         return None
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
-    if PROVIDERS[options.execution_provider] not in available:
+    if PROVIDERS[options.device] not in available:
         return (
-            f"execution_provider: {options.execution_provider} is not available in this onnxruntime build "
+            f"device: {options.device} ({PROVIDERS[options.device]}) is not available in this onnxruntime build "
             f"(available: {', '.join(available)}); install onnxruntime-gpu or use cpu"
         )
     return None

@@ -45,7 +45,8 @@ class OnnxTranscriber:
 
     @property
     def runtime(self) -> dict:
-        return {"providers": self.decoder.get_providers()}
+        providers = self.decoder.get_providers()
+        return {"device": "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu", "providers": providers}
 
     def features(self, audio: np.ndarray | list[np.ndarray]) -> np.ndarray:
         extractor = self.processor.feature_extractor
@@ -139,9 +140,7 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
         raise UserError(f"backends.onnxruntime.options.{problem}")
     transformers.logging.set_verbosity_error()
     artifact_dir = Path(artifact_dir)
-    providers = [PROVIDERS[options.execution_provider]] + (
-        ["CPUExecutionProvider"] if options.execution_provider != "cpu" else []
-    )
+    providers = [PROVIDERS[options.device]] + (["CPUExecutionProvider"] if options.device != "cpu" else [])
     sessions = [
         onnxruntime.InferenceSession(str(artifact_dir / name), session_options(options, threads), providers=providers)
         for name in graphs.GRAPHS
