@@ -117,3 +117,12 @@ def prompt_tokens(generation_config, decoding: Decoding) -> list[int]:
         prompt += [generation_config.lang_to_id[language], generation_config.task_to_id[decoding.task]]
     prompt.append(generation_config.no_timestamps_token_id)
     return prompt
+
+
+def greedy_without_timestamps(backend: str, decoding: dict) -> str | None:
+    """`decoding_problem` of a backend whose own loop decodes greedily and emits no timestamps."""
+    if decoding.get("num_beams", 1) != 1:
+        return f"decoding.num_beams: {backend} decodes greedily; set 1"
+    if decoding.get("timestamps"):
+        return f"decoding.timestamps: {backend} decodes without timestamps; set false"
+    return None

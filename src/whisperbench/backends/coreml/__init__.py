@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from whisperbench.backends.base import BackendOptions, BuildContext, Decoding
+from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, greedy_without_timestamps
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6")
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
@@ -75,11 +75,7 @@ def unsupported_reason(precision: str) -> str | None:
 
 
 def decoding_problem(decoding: dict) -> str | None:
-    if decoding.get("num_beams", 1) != 1:
-        return "decoding.num_beams: coreml decodes greedily; set 1"
-    if decoding.get("timestamps"):
-        return "decoding.timestamps: coreml decodes without timestamps; set false"
-    return None
+    return greedy_without_timestamps("coreml", decoding)
 
 
 def can_predict() -> bool:

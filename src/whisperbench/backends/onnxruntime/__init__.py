@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from whisperbench.backends.base import BackendOptions
+from whisperbench.backends.base import BackendOptions, greedy_without_timestamps
 from whisperbench.backends.onnxruntime import graphs
 
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static", "int4")
@@ -98,12 +98,7 @@ def batch_reason(precision: str) -> str | None:
 
 
 def decoding_problem(decoding: dict) -> str | None:
-    """Rules of `decoding` this backend's greedy loop does not implement."""
-    if decoding.get("num_beams", 1) != 1:
-        return "decoding.num_beams: onnxruntime decodes greedily; set 1"
-    if decoding.get("timestamps"):
-        return "decoding.timestamps: onnxruntime decodes without timestamps; set false"
-    return None
+    return greedy_without_timestamps("onnxruntime", decoding)
 
 
 def environment_problem(options: Options) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from whisperbench.backends.base import BackendOptions, BuildContext
+from whisperbench.backends.base import BackendOptions, BuildContext, greedy_without_timestamps
 from whisperbench.backends.whispercpp.ggml import MAGIC, MODEL_FILE, ggml_name, stored_tensors, write_ggml
 from whisperbench.backends.whispercpp.runtime import load
 
@@ -35,11 +35,7 @@ def unsupported_reason(precision: str) -> str | None:
 
 
 def decoding_problem(decoding: dict) -> str | None:
-    if decoding.get("num_beams", 1) != 1:
-        return "decoding.num_beams: whispercpp cells decode greedily here; set 1"
-    if decoding.get("timestamps"):
-        return "decoding.timestamps: whispercpp cells decode without timestamps here; set false"
-    return None
+    return greedy_without_timestamps("whispercpp", decoding)
 
 
 def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
