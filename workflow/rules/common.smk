@@ -41,6 +41,13 @@ wildcard_constraints:
     precision="[a-z0-9_]+",
 
 
+def machine_cores(cluster_threads):
+    """Threads of a job that must have the machine to itself. Locally: every core Snakemake has, so the
+    scheduler starts nothing beside it. On a cluster (--executor slurm) there is no such total: the job
+    asks for `cluster_threads` and the profile gives it a node of its own (profiles/slurm: --exclusive)."""
+    return lambda wildcards: cluster_threads if workflow.non_local_exec else workflow.cores
+
+
 def script(name):
     return PY.format(script=name)
 

@@ -57,7 +57,7 @@ rule timing:
     log:
         "logs/timing/{dataset}/{model}/{backend}/{precision}.log",
     # Every core Snakemake has (--cores): the scheduler starts nothing else until the pass ends.
-    threads: lambda wildcards: workflow.cores
+    threads: machine_cores(PARAMS["timing"]["threads"])
     shell:
         pass_command("timing", "manifest", "timings", "run")
 

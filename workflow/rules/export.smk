@@ -11,7 +11,7 @@ rule export:
         "../../envs/whisperbench.yaml"
     log:
         "logs/export/{model}/{backend}.log",
-    threads: lambda wildcards: workflow.cores  # the export check decodes on every core (builds are untimed)
+    threads: machine_cores(PARAMS["timing"]["threads"])  # the export check decodes on every core (untimed)
     shell:
         script("export_model")
         + " --model-dir {input.model} --model {wildcards.model} --backend {wildcards.backend}"
