@@ -325,10 +325,13 @@ def test_a_cell_process_killed_while_writing_leaves_the_previous_result(tmp_path
     assert target.read_text() == '{"id": "finished"}\n'  # the half-written file never replaced it
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "hypotheses.jsonl"]
     assert leftovers and all(name.startswith(".hypotheses.jsonl.") for name in leftovers)
+    write_jsonl(target, [{"id": "rerun"}])  # the job's next run removes what the killed one left
+    assert [p.name for p in tmp_path.iterdir()] == ["hypotheses.jsonl"]
     fault_table.add(
         "a cell's process killed (SIGKILL) while writing",
-        "Snakemake's `Error in rule accuracy` (the job failed); the half-written file is a hidden temporary",
-        "the previous version of the file; the same command re-runs the job (profiles/default: rerun-incomplete)",
+        "Snakemake's `Error in rule accuracy` (the job failed); the half-written file was a hidden temporary",
+        "the previous version of the file; the same command re-runs the job (profiles/default: rerun-incomplete), "
+        "whose write removes the stale temporary",
     )
 
 
