@@ -25,6 +25,7 @@ from whisperbench import dag
 from whisperbench.backends import registry
 from whisperbench.io import write_json
 from whisperbench.metrics import provenance, sizes
+from whisperbench.models import fetch
 
 STAGES = ("rtfx", "encoder_ms", "first_token_ms", "decoder_ms_per_token")
 
@@ -84,12 +85,16 @@ def _name(row: dict) -> str:
 
 
 def parameter_count(study: Path, model: str) -> int:
-    folder = study / dag.path("model", model=model)
-    return sum(
+    """The fetched model's parameters (tied tensors once), as its safetensors store them."""
+    folder = fetch.hf_dir(study / dag.path("model", model=model))
+    counted = sum(
         math.prod(tensor.shape)
         for path in folder.glob("*.safetensors")
         for tensor in sizes.safetensors_tensors(path, folder)
     )
+    if not counted:
+        raise SystemExit(f"{folder}: no safetensors weights found; fetch the model first")
+    return counted
 
 
 def size_against_bits(study: Path, row: dict, parameters: int) -> dict:

@@ -112,6 +112,25 @@ def test_summary_has_delta_wer_against_fp32_and_marks_synthetic(tmp_path):
     assert all(p.stat().st_size > 1000 for p in plot_files)
 
 
+def test_a_backend_without_the_baseline_precision_takes_its_delta_against_its_largest_artifact():
+    import pandas as pd
+
+    rows = [
+        _metrics("tiny.en", "fp32", 150, 0.05, 3.0) | {"backend": "pytorch"},
+        _metrics("tiny.en", "f16", 78, 0.05, 3.0) | {"backend": "whispercpp"},
+        _metrics("tiny.en", "q8_0", 44, 0.07, 3.0) | {"backend": "whispercpp"},
+    ]
+    metrics = pd.DataFrame(rows)
+    assert summary.baselines(metrics, "fp32") == {
+        ("librispeech-test-clean", "tiny.en", "pytorch"): "fp32",
+        ("librispeech-test-clean", "tiny.en", "whispercpp"): "f16",
+    }
+    frame = summary.table(metrics)
+    q8 = frame[frame.precision == "q8_0"].iloc[0]
+    assert q8.delta_wer_pct == pytest.approx(2.0)  # against whisper.cpp's f16, not PyTorch's fp32
+    assert frame[frame.precision == "f16"].iloc[0].delta_wer_pct == pytest.approx(0.0)
+
+
 def test_pareto_front():
     points = [(10, 5.0), (20, 4.0), (30, 4.5), (40, 3.0), (15, 6.0)]
     assert plots.pareto_front(points, maximize_y=False) == [(10, 5.0), (20, 4.0), (40, 3.0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from whisperbench.backends import registry
@@ -105,6 +106,18 @@ def parity(metrics, hypotheses_paths: list[str | Path], reference: str | None) -
     return shares
 
 
+def baselines(metrics, baseline_precision: str) -> dict[tuple[str, str, str], str]:
+    """(dataset, model, backend) -> the precision its ΔWER is taken against: `report.baseline_precision`, or,
+    for a backend without it (whisper.cpp has no fp32), its largest artifact (whisper.cpp: f16)."""
+    chosen: dict[tuple[str, str, str], tuple[bool, float, str]] = {}
+    for row in metrics.itertuples(index=False):
+        key, size = (row.dataset, row.model, row.backend), getattr(row, "size_mb", None)
+        known = size is not None and not math.isnan(size)  # a failed cell has no size
+        rank = (row.precision == baseline_precision, size if known else -1.0, row.precision)
+        chosen[key] = max(chosen.get(key, rank), rank)
+    return {key: precision for key, (_, _, precision) in chosen.items()}
+
+
 def intervals(metrics, hypotheses_paths: list[str | Path], baseline_precision: str, bootstrap: dict) -> None:
     """Add each cell's 95 % bootstrap interval of WER, and of ΔWER against its baseline cell (same dataset,
     model and backend, `report.baseline_precision`) paired over the same utterances (fractions, like wer)."""
@@ -114,13 +127,15 @@ def intervals(metrics, hypotheses_paths: list[str | Path], baseline_precision: s
     counts = [uncertainty.utterance_errors(read_jsonl(path)) for path in hypotheses_paths]
     cells = list(zip(metrics["dataset"], metrics["model"], metrics["backend"], metrics["precision"], strict=True))
     by_cell = dict(zip(cells, counts, strict=True))
+    against = baselines(metrics, baseline_precision)
     draws, seed, level = bootstrap["draws"], bootstrap["seed"], bootstrap["confidence"]
     columns = {name: [] for name in ("wer_low", "wer_high", "delta_low", "delta_high")}
     for (dataset, model, backend, precision), own in zip(cells, counts, strict=True):
         wer = uncertainty.wer_interval(own, draws, seed, level)
-        baseline = by_cell.get((dataset, model, backend, baseline_precision))
+        reference = against[(dataset, model, backend)]
+        baseline = by_cell.get((dataset, model, backend, reference))
         delta = None
-        if baseline is not None and precision != baseline_precision:
+        if baseline is not None and precision != reference:
             delta = uncertainty.delta_interval(own, baseline, draws, seed, level)
         for name, pair in (("wer", wer), ("delta", delta)):
             columns[f"{name}_low"].append(pair[0] if pair else None)
@@ -149,10 +164,12 @@ def table(metrics, baseline_precision: str = "fp32"):
     frame["agreement_pct"] = frame["agreement"] * 100
     frame["parity_pct"] = frame["parity"] * 100
     frame["params_m"] = frame["n_parameters"] / 1e6
-    baseline = frame[frame["precision"] == baseline_precision].set_index(["dataset", "model", "backend"])["wer_pct"]
-    keys = list(zip(frame["dataset"], frame["model"], frame["backend"], strict=False))
+    against = baselines(frame, baseline_precision)
+    cells = zip(frame["dataset"], frame["model"], frame["backend"], frame["precision"], strict=True)
+    wer_of = dict(zip(cells, frame["wer_pct"], strict=True))
+    keys = list(zip(frame["dataset"], frame["model"], frame["backend"], strict=True))
     frame["delta_wer_pct"] = [
-        wer - baseline[key] if key in baseline.index else None for wer, key in zip(frame["wer_pct"], keys, strict=True)
+        wer - wer_of.get((*key, against[key]), math.nan) for wer, key in zip(frame["wer_pct"], keys, strict=True)
     ]
     frame["dataset"] = [
         f"{d} (synthetic)" if s and "synthetic" not in d else d
@@ -299,6 +316,7 @@ def notes(metrics) -> str:
         f"warm-ups: {_values(metrics, 'warmup')}; accuracy batch size: {_values(metrics, 'batch_size')}."
     )
     lines += shrunk_sets(metrics)
+    lines += _other_baselines(metrics)
     peers = sorted(b for b in metrics["backend"].unique() if b in registry.BACKENDS and registry.get(b).peer)
     if peers:
         lines.append(
@@ -309,6 +327,14 @@ def notes(metrics) -> str:
     if metrics["synthetic"].any():
         lines.append("Rows marked (synthetic) ran on TTS speech: compare them with each other, not with LibriSpeech.")
     return "\n".join(f"- {line}" for line in lines)
+
+
+def _other_baselines(metrics) -> list[str]:
+    """Which backends take ΔWER against another precision than `report.baseline_precision`."""
+    if "baseline" not in metrics:
+        return []
+    other = sorted({f"{b} against {p}" for b, p in zip(metrics["backend"], metrics["baseline"], strict=True) if p})
+    return [f"ΔWER for backends without the baseline precision: {', '.join(other)}."] if other else []
 
 
 def shrunk_sets(metrics) -> list[str]:
