@@ -333,7 +333,9 @@ def _other_baselines(metrics) -> list[str]:
     """Which backends take ΔWER against another precision than `report.baseline_precision`."""
     if "baseline" not in metrics:
         return []
-    other = sorted({f"{b} against {p}" for b, p in zip(metrics["backend"], metrics["baseline"], strict=True) if p})
+    other = sorted(
+        {f"{b} against {p}" for b, p in zip(metrics["backend"], metrics["baseline"], strict=True) if isinstance(p, str)}
+    )
     return [f"ΔWER for backends without the baseline precision: {', '.join(other)}."] if other else []
 
 
