@@ -42,7 +42,9 @@ def excerpt(summary_csv: str, dataset: str) -> str:
     shown = summary.displayed(summary._rounded(frame))
     shown = shown[[column for column in COLUMNS if column in shown.columns]]
     header = [summary.LABELS.get(column, column) for column in shown.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    text_columns = {"model", "backend", "precision", "wer_ci", "delta_ci", "timing_flags"}
+    rule = ["---" if column in text_columns else "---:" for column in shown.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     for row in shown.itertuples(index=False):
         lines.append("| " + " | ".join("" if pd.isna(value) else str(value) for value in row) + " |")
     return "\n".join(lines) + "\n"

@@ -92,7 +92,13 @@ def _place_labels(axis, labels: list[tuple[float, float, str]]) -> None:
         start = axis.transData.inverted().transform(display)
         texts.append(axis.text(start[0], start[1], text, fontsize=LABEL_POINTS))
     if texts:
-        adjust_text(texts, ax=axis, arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
+        adjust_text(
+            texts,
+            ax=axis,
+            expand=(1.1, 1.35),  # a margin around each label, so neighbours do not touch
+            force_text=(0.3, 0.6),
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5},
+        )
 
 
 def _is_peer(backend: str) -> bool:
@@ -222,7 +228,7 @@ def _save(figure, outputs: list[Path]) -> None:
 
     for output in outputs:
         with atomic_path(output) as temp:
-            figure.savefig(temp, format=Path(output).suffix.lstrip("."), dpi=160)
+            figure.savefig(temp, format=Path(output).suffix.lstrip("."), dpi=160, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -237,9 +243,15 @@ def _figure(frame, width: float, height: float):
     return figure, list(zip(axes[0], datasets, strict=True))
 
 
+def _panel_size(frame) -> tuple[float, float]:
+    """Inches per panel: more cells need more room for their labels (a 46-cell study: about 7.5 x 5.8)."""
+    crowd = max(0, int(frame.groupby("dataset").size().max()) - 12)
+    return min(5.2 + 0.07 * crowd, 9.0), min(4.2 + 0.05 * crowd, 7.0)
+
+
 def trade_off(frame, spec: TradeOff, title: str, outputs: list[Path]) -> None:
     style = Style(frame)
-    figure, panels = _figure(frame, 5.2, 4.2)
+    figure, panels = _figure(frame, *_panel_size(frame))
     labels = {}
     for axis, dataset in panels:
         cells = _without_broken(axis, frame[frame["dataset"] == dataset], spec)
@@ -247,9 +259,10 @@ def trade_off(frame, spec: TradeOff, title: str, outputs: list[Path]) -> None:
         axis.set_title(dataset, fontsize=10)
         axis.set_xlabel(spec.xlabel)
         axis.set_ylabel(spec.ylabel)
-    figure.legend(handles=style.legend(), loc="lower center", ncol=6, fontsize=8, frameon=False)
+    handles = style.legend()
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=11)
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    figure.tight_layout(rect=(0, 0.05 + 0.04 * math.ceil(len(handles) / 4), 1, 1))
     for axis, axis_labels in labels.items():
         _place_labels(axis, axis_labels)
     _save(figure, outputs)
