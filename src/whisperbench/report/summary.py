@@ -284,7 +284,9 @@ def write_tables(frame, csv_path: Path, markdown_path: Path, latex_path: Path, j
     rounded = _rounded(frame)
     write_text(csv_path, rounded.to_csv(index=False))
     labelled = _rounded(displayed(frame)).rename(columns=LABELS)
-    write_text(markdown_path, labelled.to_markdown(index=False, floatfmt="g") + "\n\n" + notes + "\n")
+    blanks = labelled.astype(object).where(labelled.notna(), None)  # a missing value is a blank cell, not "nan"
+    markdown = blanks.to_markdown(index=False, floatfmt="g", missingval="")
+    write_text(markdown_path, markdown + "\n\n" + notes + "\n")
     write_text(latex_path, latex_table(frame))
     cells = {
         f"{row.dataset}/{row.model}/{row.backend}/{row.precision}": {
