@@ -287,9 +287,11 @@ def test_a_run_killed_at_three_points_resumes_with_the_same_command_to_the_same_
     assert "Nothing to be done" in _run([*command, "-n"], snake)
     fault_table.add(
         "the whole run killed (SIGKILL) at three points, then the same command",
-        "nothing: the same command goes on (stale locks cleared, incomplete jobs re-run)",
-        "every finished job; WER and size tables byte-identical to an uninterrupted run "
-        f"(killed while: {'; '.join(point for point, _ in KILL_POINTS)}; Snakemake and `dvc repro`)",
+        "no error: the same command (`snakemake --cores 2`, `dvc repro`) goes on; stale locks are cleared and "
+        "incomplete jobs re-run",
+        "every finished job; WER and size tables and every hypotheses file byte-identical to an uninterrupted run "
+        f"(Snakemake killed while: {'; '.join(point for point, _ in KILL_POINTS)}; `dvc repro` while "
+        f"{KILL_POINTS[1][0]})",
     )
 
 
