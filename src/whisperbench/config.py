@@ -145,6 +145,12 @@ def _check_backends(params: dict, source: str) -> None:
         if name not in registry.BACKENDS:
             raise UserError(f"{source}: backends: unknown backend {name!r}; available: {', '.join(registry.BACKENDS)}")
         spec = registry.BACKENDS[name]
+        try:
+            options = spec.options_class().from_params(backend.get("options", {}))
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{source}: backends.{name}.options: {error}") from None
+        _check_backend_hooks(spec, options, params, source)
+        module = spec.load_module()
         for precision in backend["precisions"]:
             if precision not in spec.precisions:
                 raise UserError(
@@ -154,12 +160,9 @@ def _check_backends(params: dict, source: str) -> None:
             reason = spec.unsupported_reason(precision)
             if reason:
                 raise UserError(f"{source}: backends.{name}.precisions: {precision} cannot run here: {reason}")
-        try:
-            options = spec.options_class().from_params(backend.get("options", {}))
-        except (TypeError, ValueError) as error:
-            raise UserError(f"{source}: backends.{name}.options: {error}") from None
-        _check_backend_hooks(spec, options, params, source)
-        _check_precision_hook(spec, options, backend["precisions"], source)
+            # a precision the chosen options cannot run (e.g. a CPU-only quantized layout on device cuda)
+            if hasattr(module, "precision_problem") and (problem := module.precision_problem(precision, options)):
+                raise UserError(f"{source}: backends.{name}.precisions: {precision}: {problem}")
 
 
 def _check_backend_hooks(spec, options, params: dict, source: str) -> None:
@@ -169,14 +172,6 @@ def _check_backend_hooks(spec, options, params: dict, source: str) -> None:
         raise UserError(f"{source}: {problem} (backend {spec.name})")
     if hasattr(module, "environment_problem") and (problem := module.environment_problem(options)):
         raise UserError(f"{source}: backends.{spec.name}.options.{problem}")
-
-
-def _check_precision_hook(spec, options, precisions: list[str], source: str) -> None:
-    """A precision the chosen options cannot run (e.g. a CPU-only quantized layout on device cuda)."""
-    module = spec.load_module()
-    for precision in precisions:
-        if hasattr(module, "precision_problem") and (problem := module.precision_problem(precision, options)):
-            raise UserError(f"{source}: backends.{spec.name}.precisions: {precision}: {problem}")
 
 
 def _check_report(params: dict, source: str) -> None:
