@@ -132,6 +132,40 @@ def test_encoder_graph_ends_at_the_shared_cut_point(export_dir):
 
 
 @pytest.mark.slow
+def test_decoder_reads_the_cross_keys_as_the_encoder_wrote_them(export_dir):
+    """The encoder writes each cross key transposed once per utterance, so no token step transposes it."""
+    import onnx
+
+    encoder = onnx.load(export_dir / "encoder.onnx", load_external_data=False).graph
+    decoder = onnx.load(export_dir / "decoder.onnx", load_external_data=False).graph
+    for graph in (encoder.output, decoder.input):
+        shapes = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph}
+        assert shapes["cross_key_0"] == ["batch", 6, 64, 1500]
+        assert shapes["cross_value_0"] == ["batch", 6, 1500, 64]
+    readers = {node.op_type for node in decoder.node for name in node.input if name.startswith("cross_key_")}
+    assert readers == {"MatMul"}
+
+
+def test_a_decoder_that_reads_its_keys_otherwise_is_left_unchanged():
+    from onnx import TensorProto, helper
+
+    from whisperbench.backends.onnxruntime import graphs as onnx_graphs
+
+    key = helper.make_tensor_value_info("cross_key_0", TensorProto.FLOAT, ["batch", 6, 1500, 64])
+    query = helper.make_tensor_value_info("q", TensorProto.FLOAT, ["batch", 6, 1, 64])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 6, 1, 1500])
+    nodes = [
+        helper.make_node("Transpose", ["cross_key_0"], ["k_t"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["q", "k_t"], ["scores"]),
+    ]
+    decoder = helper.make_model(helper.make_graph(nodes, "decoder", [query, key], [scores]))
+    encoder = helper.make_model(helper.make_graph([], "encoder", [key], [key]))
+    before = decoder.SerializeToString(), encoder.SerializeToString()
+    assert not onnx_graphs.keys_frames_last(encoder, decoder)
+    assert (decoder.SerializeToString(), encoder.SerializeToString()) == before
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("precision", "max_word_errors"),
     [("fp32", 0), ("fp16", 0), ("int8_dynamic", 2), ("int8_static", 2), ("int4", 3)],
