@@ -3,7 +3,8 @@
 * `encoder.onnx`: input_features → encoder_hidden_states plus every decoder layer's cross-attention
   keys/values (computed once per utterance, as ONNX Runtime's own Whisper export does).
 * `decoder.onnx`: one token step with the self-attention cache: input_ids [batch, 1], past_key_i /
-  past_value_i [batch, heads, past, head_dim] (past may be 0), cross_key_i / cross_value_i →
+  past_value_i [batch, heads, past, head_dim] (past may be 0), cross_key_i [batch, heads, head_dim,
+  frames] (transposed by the encoder, see `keys_frames_last`) / cross_value_i →
   logits, present_key_i / present_value_i. One graph for every step, so there is no `If`
   subgraph for the quantizers to miss and no duplicated weights.
 
