@@ -19,13 +19,13 @@ def main(argv=None):
     metrics = summary.load_metrics(arguments.metrics)
     report = params["report"]
     metrics["parity"] = summary.parity(metrics, arguments.hypotheses, report["parity_reference"])
-    summary.intervals(metrics, arguments.hypotheses, report["baseline_precision"], report["bootstrap"])
-    against = summary.baselines(metrics, report["baseline_precision"])
+    against = summary.baselines(metrics, report["baseline_precision"])  # once, for intervals, table and notes
+    summary.intervals(metrics, arguments.hypotheses, report["baseline_precision"], report["bootstrap"], against)
     metrics["baseline"] = [  # set only where a backend has no baseline precision (for the notes)
         None if against[key] == report["baseline_precision"] else against[key]
         for key in zip(metrics["dataset"], metrics["model"], metrics["backend"], strict=True)
     ]
-    frame = summary.table(metrics, report["baseline_precision"])
+    frame = summary.table(metrics, report["baseline_precision"], against)
     summary.write_tables(
         frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, summary.notes(metrics)
     )

@@ -118,16 +118,18 @@ def baselines(metrics, baseline_precision: str) -> dict[tuple[str, str, str], st
     return {key: precision for key, (_, _, precision) in chosen.items()}
 
 
-def intervals(metrics, hypotheses_paths: list[str | Path], baseline_precision: str, bootstrap: dict) -> None:
+def intervals(
+    metrics, hypotheses_paths: list[str | Path], baseline_precision: str, bootstrap: dict, against: dict | None = None
+) -> None:
     """Add each cell's 95 % bootstrap interval of WER, and of ΔWER against its baseline cell (same dataset,
-    model and backend, `report.baseline_precision`) paired over the same utterances (fractions, like wer)."""
+    model and backend; `against`, by default `baselines`) paired over the same utterances (fractions, like wer)."""
     from whisperbench.io import read_jsonl
     from whisperbench.metrics import uncertainty
 
     counts = [uncertainty.utterance_errors(read_jsonl(path)) for path in hypotheses_paths]
     cells = list(zip(metrics["dataset"], metrics["model"], metrics["backend"], metrics["precision"], strict=True))
     by_cell = dict(zip(cells, counts, strict=True))
-    against = baselines(metrics, baseline_precision)
+    against = against or baselines(metrics, baseline_precision)
     draws, seed, level = bootstrap["draws"], bootstrap["seed"], bootstrap["confidence"]
     columns = {name: [] for name in ("wer_low", "wer_high", "delta_low", "delta_high")}
     for (dataset, model, backend, precision), own in zip(cells, counts, strict=True):
@@ -151,8 +153,9 @@ def load_metrics(paths: list[str | Path]):
     return pd.DataFrame(rows)
 
 
-def table(metrics, baseline_precision: str = "fp32"):
-    """The summary table: WER in %, ΔWER against the baseline precision of the same model/backend/dataset."""
+def table(metrics, baseline_precision: str = "fp32", against: dict | None = None):
+    """The summary table: WER in %, ΔWER against the baseline precision of the same model/backend/dataset
+    (`against`, by default `baselines`)."""
     import pandas as pd
 
     # Failed cells (status "failed: <reason>") have no numbers: their columns are missing or None.
@@ -164,7 +167,7 @@ def table(metrics, baseline_precision: str = "fp32"):
     frame["agreement_pct"] = frame["agreement"] * 100
     frame["parity_pct"] = frame["parity"] * 100
     frame["params_m"] = frame["n_parameters"] / 1e6
-    against = baselines(frame, baseline_precision)
+    against = against or baselines(frame, baseline_precision)
     cells = zip(frame["dataset"], frame["model"], frame["backend"], frame["precision"], strict=True)
     wer_of = dict(zip(cells, frame["wer_pct"], strict=True))
     keys = list(zip(frame["dataset"], frame["model"], frame["backend"], strict=True))
