@@ -15,8 +15,8 @@ pipeline (warm-up + repeats x N per cell, one cell at a time) and of the new one
 pass + warm-up + repeats x `timing.utterances` in the timing pass), and the ceiling of the saving on
 this machine: the new pipeline if the accuracy pass cost only its encoder passes (a free decoder).
 
-    python benchmarks/study_cost.py --params params.yaml --manifest data/manifests/librispeech-test-other.jsonl \
-        --cores 2 --out benchmarks/results/study_cost.json
+    python benchmarks/study_cost.py --params params.yaml --backends pytorch onnxruntime \
+        --manifest data/manifests/librispeech-test-other.jsonl --cores 2 --out benchmarks/results/study_cost.json
 """
 
 from __future__ import annotations
@@ -128,18 +128,21 @@ def main(argv=None) -> None:
     arguments.add_argument("--params", default="params.yaml")
     arguments.add_argument("--manifest", required=True, help="the clips to measure on (a dataset manifest)")
     arguments.add_argument("--cores", type=int, default=2, help="cores the DAG would be given (--cores)")
+    arguments.add_argument("--backends", nargs="+", help="only these backends' cells (default: every one in params)")
     arguments.add_argument("--out", type=Path, required=True)
     arguments = arguments.parse_args(argv)
     params = config.load(arguments.params)
     manifest = [row for row in read_jsonl(arguments.manifest) if row["duration_s"] <= 30]
     results = {}
-    for cell in sorted({Cell("sample", c.model, c.backend, c.precision) for c in config.cells(params)}):
+    chosen = [c for c in config.cells(params) if not arguments.backends or c.backend in arguments.backends]
+    for cell in sorted({Cell("sample", c.model, c.backend, c.precision) for c in chosen}):
         name = f"{cell.model}/{cell.backend}/{cell.precision}"
         results[name] = measure(cell, params, manifest, arguments.cores)
         print(name, results[name], flush=True)
     datasets = len(params["datasets"])
     record = provenance.record(
         params=arguments.params,
+        backends=arguments.backends,
         manifest=arguments.manifest,
         cores=arguments.cores,
         accuracy=params["accuracy"],
