@@ -139,10 +139,17 @@ def export(model, output_dir: Path, opset: int = OPSET) -> None:
             external_data=external,
             verbose=False,
         )
-    encoder_graph, decoder_graph = load(output_dir / ENCODER), load(output_dir / DECODER)
-    if keys_frames_last(encoder_graph, decoder_graph):
-        save(encoder_graph, output_dir / ENCODER)
-        save(decoder_graph, output_dir / DECODER)
+    _keys_frames_last_in(output_dir)
+
+
+def _keys_frames_last_in(output_dir: Path) -> None:
+    """Apply `keys_frames_last` to the written graphs; weights in an external data file stay where they are."""
+    import onnx
+
+    encoder, decoder = (onnx.load(str(output_dir / name), load_external_data=False) for name in GRAPHS)
+    if keys_frames_last(encoder, decoder):
+        onnx.save_model(encoder, str(output_dir / ENCODER))
+        onnx.save_model(decoder, str(output_dir / DECODER))
 
 
 def keys_frames_last(encoder, decoder) -> bool:
