@@ -144,6 +144,8 @@ def test_decoder_reads_the_cross_keys_as_the_encoder_wrote_them(export_dir):
         assert shapes["cross_value_0"] == ["batch", 6, 1500, 64]
     readers = {node.op_type for node in decoder.node for name in node.input if name.startswith("cross_key_")}
     assert readers == {"MatMul"}
+    produced = {name for node in decoder.node for name in node.output}
+    assert all(record.name in produced for record in decoder.value_info)  # no shapes of removed tensors
 
 
 def test_a_decoder_that_reads_its_keys_otherwise_is_left_unchanged():

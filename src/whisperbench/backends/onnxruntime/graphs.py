@@ -205,14 +205,18 @@ def _read_key_directly(graph, key: str) -> bool:
 
 
 def _remove_dead_nodes(graph) -> None:
+    """Remove nodes whose outputs nothing reads, and the shape records of the tensors they made."""
     outputs = {output.name for output in graph.output}
     while True:
         used = outputs | {name for node in graph.node for name in node.input}
         dead = [node for node in graph.node if not any(name in used for name in node.output)]
         if not dead:
-            return
+            break
         for node in dead:
             graph.node.remove(node)
+    produced = {name for node in graph.node for name in node.output}
+    for record in [v for v in graph.value_info if v.name not in produced]:
+        graph.value_info.remove(record)
 
 
 def _swap_last_dims(value_info) -> None:
