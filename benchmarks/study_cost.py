@@ -135,6 +135,8 @@ def main(argv=None) -> None:
     manifest = [row for row in read_jsonl(arguments.manifest) if row["duration_s"] <= 30]
     results = {}
     chosen = [c for c in config.cells(params) if not arguments.backends or c.backend in arguments.backends]
+    if not chosen:
+        raise SystemExit(f"--backends: none of {' '.join(arguments.backends)} is in {arguments.params}'s backends")
     for cell in sorted({Cell("sample", c.model, c.backend, c.precision) for c in chosen}):
         name = f"{cell.model}/{cell.backend}/{cell.precision}"
         results[name] = measure(cell, params, manifest, arguments.cores)
