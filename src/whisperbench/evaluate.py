@@ -29,6 +29,7 @@ from whisperbench.io import read_jsonl
 from whisperbench.metrics import provenance
 from whisperbench.models import fetch
 
+RANDOM_WEIGHTS = "weights: random (shape-true, models/random_weights.py): no WER"
 TIMING_FIELDS = ("features_ms", "encoder_ms", "first_token_ms", "decode_ms", "total_ms")
 log = logging.getLogger("whisperbench")
 
@@ -86,6 +87,20 @@ class _Pass:
             _check_disjoint(self.artifact, utterances, Path(manifest))
         self.utterances, self.left_out = _split_long(cell, utterances)
         self.synthetic = any(u.get("synthetic") for u in utterances)
+        self.random = fetch.is_random(self.source)
+        self.model_dir = Path(model_dir)
+
+    def forced_lengths(self) -> list[int | None]:
+        """Per utterance, the tokens a random-weight model must decode (its reference's length); None: stop
+        at end-of-text as usual."""
+        if not self.random:
+            return [None] * len(self.utterances)
+        from whisperbench.models import random_weights
+
+        references = [u["reference"] for u in self.utterances]
+        return random_weights.forced_lengths(
+            fetch.hf_dir(self.model_dir), references, self.params["decoding"]["max_new_tokens"]
+        )
 
     def load(self, threads: int):
         start = time.perf_counter()
@@ -185,6 +200,8 @@ def accuracy_pass(cell: Cell, params: dict, manifest: Path, model_dir: Path, art
     settings = params["accuracy"]
     if run.failed:
         return [], run.record("accuracy", n_utterances=0)
+    if run.random:  # nothing to score: random weights transcribe noise
+        return [], run.record("accuracy", n_utterances=0, wer_unavailable=RANDOM_WEIGHTS)
     batch_size, unbatched = batch_size_of(cell, params)
     threads = config.accuracy_threads(cell.backend, params)
     try:
@@ -244,15 +261,17 @@ def _time_subset(run: _Pass, params: dict, progress: bool) -> tuple[list[dict], 
     timing = params["timing"]
     transcriber, load_s = run.load(timing["threads"])
     clips = [audio_io.load(u["audio_path"]) for u in run.utterances]
+    forced = run.forced_lengths()
     loading_rss = provenance.peak_rss_mb()  # imports, weights, sessions and the clips
     separate_peaks = provenance.reset_peak_rss()
     for _ in range(timing["warmup"] if clips else 0):
-        transcriber.transcribe(clips[0])
+        transcriber.transcribe(clips[0], forced[0])
     rows = []
     with provenance.OtherLoad() as others:  # a busy machine slows every cell: the table flags it
-        for utterance, samples in tqdm(list(zip(run.utterances, clips, strict=True)), unit="utt", disable=not progress):
-            runs = [transcriber.transcribe(samples) for _ in range(timing["repeats"])]
-            rows.append(_timed_row(utterance, samples, runs))
+        timed = list(zip(run.utterances, clips, forced, strict=True))
+        for utterance, samples, length in tqdm(timed, unit="utt", disable=not progress):
+            runs = [transcriber.transcribe(samples, length) for _ in range(timing["repeats"])]
+            rows.append(_timed_row(utterance, samples, runs) | ({"forced_tokens": length} if length else {}))
     throughput = None
     if timing["throughput"] and clips:
         throughput = _throughput(transcriber, clips, batch_size_of(run.cell, params)[0], timing["repeats"])

@@ -8,9 +8,12 @@ A backend module provides:
   * `prepare(source_dir, precision, options, output_dir, context) -> dict`: build the artifact for
     one precision into output_dir (convert/quantize/save) and return metadata to record; the
     source is the fetched HF folder, or the backend's export when it has one;
-  * `load(artifact_dir, precision, options, decoding, threads) -> Transcriber`: `transcribe(audio)`
-    times one utterance stage by stage (the timing pass); `transcribe_batch(audios)` decodes several
-    at once, each padded to the 30 s window as a single one is (the accuracy pass);
+  * `load(artifact_dir, precision, options, decoding, threads) -> Transcriber`: `transcribe(audio,
+    forced_tokens=None)` times one utterance stage by stage (the timing pass); with `forced_tokens` it
+    decodes exactly that many tokens with end-of-text suppressed (random weights, whose own stopping
+    point means nothing: the timing pass then does a real transcript's number of decoder steps);
+    `transcribe_batch(audios)` decodes several at once, each padded to the 30 s window as a single one
+    is (the accuracy pass);
   * optional `batch_reason(precision) -> str | None`: why decoding a batch would change a precision's
     transcripts (e.g. activation ranges taken over the whole batch); its accuracy pass then runs at
     batch size 1 and records the reason;
@@ -62,8 +65,9 @@ class Hypothesis:
 
 
 class Transcriber(Protocol):
-    def transcribe(self, audio: np.ndarray) -> Transcription:
-        """Transcribe 16 kHz mono float32 audio (at most 30 s), timing each stage."""
+    def transcribe(self, audio: np.ndarray, forced_tokens: int | None = None) -> Transcription:
+        """Transcribe 16 kHz mono float32 audio (at most 30 s), timing each stage; `forced_tokens`: decode
+        exactly that many tokens (end-of-text suppressed until then)."""
 
     def transcribe_batch(self, audios: list[np.ndarray]) -> list[Hypothesis]:
         """Transcribe several utterances at once, with the same decoding rules as `transcribe`."""

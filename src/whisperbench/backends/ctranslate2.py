@@ -119,22 +119,26 @@ class CTranslate2Transcriber:
         features = extractor(audios, sampling_rate=16000, return_tensors="np").input_features
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32))
 
-    def _generate(self, encoded, batch: int, new_tokens: int) -> list[list[int]]:
+    def _generate(self, encoded, batch: int, new_tokens: int, forced: bool = False) -> list[list[int]]:
         results = self.whisper.generate(
             encoded,
             [self.prompt] * batch,
             beam_size=self.beam_size,
-            max_length=len(self.prompt) + new_tokens,
+            # CTranslate2 4.8's Whisper generate() returns at most max_length // 2 tokens, whatever the prompt
+            # (measured with end-of-text suppressed: 10 -> 5, 42 -> 21, 448 -> 224 tokens, prompts of 2 and 4
+            # tokens; its default 448 is openai-whisper's sample_len of 224): 2 * N lets it decode N tokens
+            max_length=2 * new_tokens,
             suppress_blank=True,
-            suppress_tokens=self.suppress,
+            # forced length: end-of-text suppressed, so generation runs to max_length
+            suppress_tokens=self.suppress + ([self.eos] if forced else []),
         )
         return [result.sequences_ids[0] for result in results]
 
-    def _n_tokens(self, ids: list[int]) -> int:
+    def _n_tokens(self, ids: list[int], limit: int | None = None) -> int:
         """Generated tokens, end-of-text included (CTranslate2 returns them without it)."""
-        return len(ids) + (1 if len(ids) < self.max_new_tokens else 0)
+        return len(ids) + (1 if len(ids) < (limit or self.max_new_tokens) else 0)
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, forced_tokens: int | None = None) -> Transcription:
         start = time.perf_counter()
         features = self._features(audio)
         features_done = time.perf_counter()
@@ -143,12 +147,12 @@ class CTranslate2Transcriber:
         self._generate(encoded, 1, 1)
         first_step_s = time.perf_counter() - encoder_done
         decode_start = time.perf_counter()
-        ids = self._generate(encoded, 1, self.max_new_tokens)[0]
+        ids = self._generate(encoded, 1, forced_tokens or self.max_new_tokens, forced=forced_tokens is not None)[0]
         end = time.perf_counter()
         total_s = (features_done - start) + (encoder_done - features_done) + (end - decode_start)
         return Transcription(
             text=self.processor.tokenizer.decode(ids, skip_special_tokens=True),
-            n_tokens=self._n_tokens(ids),
+            n_tokens=self._n_tokens(ids, forced_tokens),
             features_ms=(features_done - start) * 1e3,
             encoder_ms=(encoder_done - features_done) * 1e3,
             first_token_ms=(encoder_done - start + first_step_s) * 1e3,

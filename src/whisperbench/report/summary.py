@@ -12,6 +12,7 @@ COLUMNS = {
     "dataset": "dataset",
     "model": "model",
     "params_m": "params (M)",
+    "weights": "weights",
     "backend": "backend",
     "precision": "precision",
     "library": "library",
@@ -51,8 +52,9 @@ INTERVALS = {
     "delta_ci": ("delta_low_pct", "delta_high_pct", "ΔWER 95 % CI"),
 }
 LABELS = COLUMNS | {name: label for name, (_, _, label) in INTERVALS.items()}
-# Shown only when some cell has them (timing.throughput; another's numerics; a parity reference; a timing flag).
-OPTIONAL = ("rtfx_batched", "numerics", "parity_pct", "timing_flags")
+# Shown only when some cell has them (random weights; timing.throughput; another's numerics; a parity reference;
+# a timing flag).
+OPTIONAL = ("weights", "rtfx_batched", "numerics", "parity_pct", "timing_flags")
 
 
 NUMERIC = {
@@ -331,7 +333,27 @@ def notes(metrics) -> str:
         lines.append("A batch failed in some cells' accuracy pass; they were finished one utterance at a time.")
     if metrics["synthetic"].any():
         lines.append("Rows marked (synthetic) ran on TTS speech: compare them with each other, not with LibriSpeech.")
+    lines += _weight_notes(metrics)
     return "\n".join(f"- {line}" for line in lines)
+
+
+def _weight_notes(metrics) -> list[str]:
+    """Random weights (no WER) and weights stored in half precision (the fp32 cells' inputs were rounded)."""
+    lines = []
+    if "weights" in metrics and (metrics["weights"] == "random").any():
+        lines.append(
+            "weights random: shape-true random weights at the model's published architecture; WER, ΔWER, agree % "
+            "and = ref % are empty (noise has no transcript), and each timed utterance decodes as many tokens as "
+            "its reference has (forced length), so speed, memory and size describe a real transcript's work."
+        )
+    if "stored_dtypes" in metrics:
+        half = sorted({m for m, d in zip(metrics["model"], metrics["stored_dtypes"], strict=True) if d == "float16"})
+        if half:
+            lines.append(
+                f"{', '.join(half)}: the weights are stored in float16 (as the hub stores them), so their fp32 "
+                "cells compute in fp32 from fp16-rounded weights."
+            )
+    return lines
 
 
 def _other_baselines(metrics) -> list[str]:

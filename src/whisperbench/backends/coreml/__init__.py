@@ -120,7 +120,7 @@ def export(hf_dir: Path, options: Options, context: BuildContext, check_rows: li
     _copy_processor(hf_dir, output_dir)
     from whisperbench.backends.coreml.check import export_check
 
-    check = export_check(model, output_dir, check_rows[: options.export_check_utterances], context)
+    check = export_check(model, hf_dir, output_dir, check_rows[: options.export_check_utterances], context)
     (output_dir / EXPORT_CHECK).write_text(json.dumps(check, indent=2) + "\n")
     return check
 

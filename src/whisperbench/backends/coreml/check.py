@@ -27,6 +27,13 @@ def decoding_rules(generation_config, decoding: Decoding) -> dict:
     }
 
 
+def forced(rules: dict, length: int | None) -> dict:
+    """The rules of a forced-length decode: exactly `length` tokens, end-of-text suppressed (None: as given)."""
+    if length is None:
+        return rules
+    return rules | {"max_new_tokens": length, "suppress": [*rules["suppress"], rules["eos"]]}
+
+
 def cache_shape(config) -> tuple[int, int, int, int]:
     heads = config.decoder_attention_heads
     return config.decoder_layers, heads, config.max_target_positions, config.d_model // heads
@@ -70,8 +77,9 @@ def _weights_check(model, export_dir: Path) -> dict:
     return {"weights_compared": len(tensors), "weights_max_abs_diff": max_diff}
 
 
-def export_check(model, export_dir: Path, rows: list[dict], context: BuildContext) -> dict:
-    """Weights read back vs PyTorch; decoder-step transcripts vs transformers on `rows`."""
+def export_check(model, hf_dir: Path, export_dir: Path, rows: list[dict], context: BuildContext) -> dict:
+    """Weights read back vs PyTorch; decoder-step transcripts vs transformers on `rows` (at the references'
+    lengths for random weights, which never end by themselves)."""
     from transformers import WhisperProcessor
 
     from whisperbench.backends import pytorch
@@ -83,14 +91,16 @@ def export_check(model, export_dir: Path, rows: list[dict], context: BuildContex
     processor = WhisperProcessor.from_pretrained(export_dir)
     reference = pytorch.PyTorchTranscriber(model, processor, "fp32", context.decoding)
     programs, rules = TorchPrograms(model), decoding_rules(model.generation_config, context.decoding)
+    from whisperbench.models.random_weights import check_lengths
+
     mismatches = []
-    for row in rows:
+    for row, length in zip(rows, check_lengths(hf_dir, rows, context.decoding.max_new_tokens), strict=True):
         samples = audio_io.load(row["audio_path"])
         features = processor.feature_extractor(samples, sampling_rate=16000, return_tensors="np").input_features
-        tokens, _ = graphs.greedy(programs, programs.encode(features), cache_shape(model.config), rules)
+        tokens, _ = graphs.greedy(programs, programs.encode(features), cache_shape(model.config), forced(rules, length))
         text, expected = (
             processor.tokenizer.decode(tokens, skip_special_tokens=True),
-            reference.transcribe(samples).text,
+            reference.transcribe(samples, length).text,
         )
         if text != expected:
             mismatches.append({"id": row["id"], "transformers": expected, "decoder_step": text})

@@ -1,7 +1,8 @@
 """The two Core ML programs of a Whisper model, as PyTorch modules traced and converted by coremltools.
 
-* `encoder.mlpackage`: input_features [1, 80, 3000] → encoder_hidden_states and, for every decoder layer i,
-  cross_key_i / cross_value_i [1, 1500, d] — the same cut point as the ONNX encoder (base.Transcription).
+* `encoder.mlpackage`: input_features [1, n_mels, 3000] (the config's mel bins: 80, or 128 for large-v3) →
+  encoder_hidden_states and, for every decoder layer i, cross_key_i / cross_value_i [1, 1500, d] — the same
+  cut point as the ONNX encoder (base.Transcription).
 * `decoder.mlpackage`: one token step over a **fixed-size self-attention cache given as inputs**
   (self_keys / self_values [layers, 1, heads, max_target_positions, head_dim]), returning the logits
   and the step's new key/value rows, which the caller writes at `position`. Explicit inputs rather

@@ -14,7 +14,7 @@ import numpy as np
 
 from whisperbench.backends.base import Decoding, Hypothesis, Transcription
 from whisperbench.backends.coreml import COMPUTE_UNITS, graphs
-from whisperbench.backends.coreml.check import cache_shape, decoding_rules
+from whisperbench.backends.coreml.check import cache_shape, decoding_rules, forced
 
 
 class _Programs:
@@ -56,13 +56,14 @@ class CoreMLTranscriber:
         extractor = self.processor.feature_extractor
         return extractor(audio, sampling_rate=16000, return_tensors="np").input_features
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, forced_tokens: int | None = None) -> Transcription:
+        rules = forced(self.rules, forced_tokens)
         start = time.perf_counter()
         features = self._features(audio)
         features_done = time.perf_counter()
         cross = self.programs.encode(features)
         encoder_done = time.perf_counter()
-        tokens, times = graphs.greedy(self.programs, cross, self.shape, self.rules)
+        tokens, times = graphs.greedy(self.programs, cross, self.shape, rules)
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
         end = time.perf_counter()
         return Transcription(

@@ -47,14 +47,17 @@ def export_check(hf_dir: Path, export_dir: Path, rows: list[dict], context: Buil
 
     candidate = load(export_dir, "fp32", Options(), context.decoding, context.threads)
     max_diff, mismatches = 0.0, []
-    for row in rows:
+    from whisperbench.models.random_weights import check_lengths
+
+    for row, length in zip(rows, check_lengths(hf_dir, rows, context.decoding.max_new_tokens), strict=True):
         samples = audio_io.load(row["audio_path"])
         features = candidate.features(samples)
         with torch.no_grad():
             expected = reference.model.get_encoder()(torch.from_numpy(features)).last_hidden_state.numpy()
         actual = candidate.encoder.run(["encoder_hidden_states"], {"input_features": features})[0]
         max_diff = max(max_diff, float(np.abs(expected - actual).max()))
-        torch_text, onnx_text = reference.transcribe(samples).text, candidate.transcribe(samples).text
+        torch_text = reference.transcribe(samples, length).text
+        onnx_text = candidate.transcribe(samples, length).text
         if torch_text != onnx_text:
             mismatches.append({"id": row["id"], "pytorch": torch_text, "onnxruntime": onnx_text})
     identical = (len(rows) - len(mismatches)) / len(rows) if rows else None

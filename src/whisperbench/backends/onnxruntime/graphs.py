@@ -306,11 +306,22 @@ def load(path: Path):
     return onnx.load(str(path))
 
 
+def external_data_path(path: Path) -> Path:
+    """Where a graph past EXTERNAL_DATA_BYTES keeps its weights: beside it, as <name>.data."""
+    return path.with_name(path.name + ".data")
+
+
+def has_external_data(path: Path) -> bool:
+    return external_data_path(Path(path)).is_file()
+
+
 def save(model, path: Path) -> None:
     import onnx
 
     large = sum(len(tensor.raw_data) for tensor in model.graph.initializer) > EXTERNAL_DATA_BYTES
-    onnx.save_model(model, str(path), save_as_external_data=large, location=path.name + ".data")
+    path.unlink(missing_ok=True)  # onnx appends to an existing data file
+    external_data_path(path).unlink(missing_ok=True)
+    onnx.save_model(model, str(path), save_as_external_data=large, location=external_data_path(path).name)
 
 
 def stored_tensors(artifact_dir: Path) -> list:

@@ -38,7 +38,8 @@ def _untied(source: Path, scratch: Path) -> tuple[Path, list[str]]:
 def _fp16(source: Path, target: Path, options: Options, context: dict) -> dict:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    graphs.save(convert_float_to_float16(graphs.load(source), keep_io_types=True), target)
+    # given the path, it infers shapes with infer_shapes_path, which handles graphs past protobuf's 2 GB
+    graphs.save(convert_float_to_float16(str(source), keep_io_types=True), target)
     return {"recipe": "convert_float_to_float16(keep_io_types=True)"}
 
 
@@ -55,7 +56,7 @@ def _int8_dynamic(source: Path, target: Path, options: Options, context: dict) -
         reduce_range=reduce_range,
         op_types_to_quantize=["MatMul", "Gemm", "Gather"],
         nodes_to_exclude=keep_float,
-        use_external_data_format=target.with_name(target.name + ".data").exists(),
+        use_external_data_format=graphs.has_external_data(untied),
     )
     return {
         "recipe": "quantize_dynamic QInt8 per-channel",
@@ -123,6 +124,7 @@ def _int8_static(source: Path, target: Path, options: Options, context: dict) ->
         # No CalibMaxIntermediateOutputs: in onnxruntime 1.32 reaching it discards the collected ranges.
         # MinMax keeps only per-tensor ReduceMin/ReduceMax outputs, so memory stays small anyway.
         calibrate_method=method[options.calibration_method],
+        use_external_data_format=graphs.has_external_data(source),
     )
     return {
         "recipe": f"quantize_static QDQ U8S8 per-channel, {options.calibration_method} calibration, MLP fc2 in float",
@@ -165,8 +167,10 @@ def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path
     copy_processor(source_dir, output_dir)
     details = {"library": f"onnxruntime {version('onnxruntime')}", "opset": options.opset}
     if precision == "fp32":
-        for name in graphs.GRAPHS:
-            shutil.copy2(source_dir / name, output_dir / name)
+        for name in graphs.GRAPHS:  # each graph with its external weights, where it has them
+            for path in (source_dir / name, graphs.external_data_path(source_dir / name)):
+                if path.is_file():
+                    shutil.copy2(path, output_dir / path.name)
         return details | {"recipe": "torch.onnx export (dynamo)"}
     calibration = [json.loads(line) for line in (source_dir / CALIBRATION).read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory(prefix="whisperbench-onnx-") as scratch:

@@ -52,26 +52,29 @@ class OnnxTranscriber:
         extractor = self.processor.feature_extractor
         return extractor(audio, sampling_rate=16000, return_tensors="np").input_features.astype(np.float32)
 
-    def _next_tokens(self, logits: np.ndarray, first: bool) -> np.ndarray:
+    def _next_tokens(self, logits: np.ndarray, first: bool, forced: bool) -> np.ndarray:
         logits = logits.copy()
         logits[:, self.suppress] = -np.inf
         if first:
             logits[:, self.begin_suppress] = -np.inf
+        if forced:
+            logits[:, self.eos] = -np.inf
         return logits.argmax(axis=-1)
 
-    def _greedy(self, cross: dict, batch: int) -> tuple[list[list[int]], list[float]]:
-        """Greedy decoding of a batch; rows that have ended leave it, so the rest decode as a smaller batch."""
+    def _greedy(self, cross: dict, batch: int, forced: int | None = None) -> tuple[list[list[int]], list[float]]:
+        """Greedy decoding of a batch; rows that have ended leave it, so the rest decode as a smaller batch.
+        `forced`: exactly that many tokens, end-of-text suppressed."""
         past = {name: np.zeros((batch, heads, 0, size), np.float32) for name, (heads, size) in self.past_shapes.items()}
         tokens = np.full(batch, self.prompt[0], dtype=np.int64)
         generated: list[list[int]] = [[] for _ in range(batch)]
         rows, times = np.arange(batch), []  # rows: the batch rows still decoding
-        for position in range(len(self.prompt) - 1 + self.max_new_tokens):
+        for position in range(len(self.prompt) - 1 + (forced or self.max_new_tokens)):
             outputs = self.decoder.run(None, {"input_ids": tokens[:, None], **past, **cross})
             past = dict(zip(self.past_names, outputs[1:], strict=True))
             if position + 1 < len(self.prompt):
                 tokens = np.full(len(rows), self.prompt[position + 1], dtype=np.int64)
                 continue
-            tokens = self._next_tokens(outputs[0][:, -1], first=not times)
+            tokens = self._next_tokens(outputs[0][:, -1], first=not times, forced=forced is not None)
             for row, token in zip(rows, tokens, strict=True):
                 generated[row].append(int(token))
             times.append(time.perf_counter())
@@ -84,11 +87,11 @@ class OnnxTranscriber:
                 cross = {name: value[going] for name, value in cross.items()}
         return generated, times
 
-    def transcribe_features(self, features: np.ndarray):
+    def transcribe_features(self, features: np.ndarray, forced_tokens: int | None = None):
         encoded = self.encoder.run(self.encoder_outputs, {"input_features": features})
         encoder_done = time.perf_counter()
         cross = dict(zip(self.encoder_outputs, encoded, strict=True))  # named as the decoder's inputs
-        tokens, times = self._greedy(cross, len(features))
+        tokens, times = self._greedy(cross, len(features), forced_tokens)
         return tokens, times, encoder_done
 
     def transcribe_batch(self, audios: list[np.ndarray]) -> list[Hypothesis]:
@@ -109,11 +112,11 @@ class OnnxTranscriber:
         texts = self.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [Hypothesis(text, len(row)) for text, row in zip(texts, tokens, strict=True)]
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, forced_tokens: int | None = None) -> Transcription:
         start = time.perf_counter()
         features = self.features(audio)
         features_done = time.perf_counter()
-        batch_tokens, times, encoder_done = self.transcribe_features(features)
+        batch_tokens, times, encoder_done = self.transcribe_features(features, forced_tokens)
         tokens = batch_tokens[0]
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
         end = time.perf_counter()

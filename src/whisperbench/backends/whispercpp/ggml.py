@@ -111,12 +111,26 @@ def _tensor(name: str, data: np.ndarray, weight_type: int) -> tuple[int, bytes]:
     return ttype, struct.pack("3i", data.ndim, len(encoded), ttype) + dims + encoded + payload
 
 
+def untied_problem(config) -> str | None:
+    """whisper.cpp computes the logits with the token embedding: a model whose output projection is its own
+    tensor cannot be written without changing its outputs."""
+    if getattr(config, "tie_word_embeddings", True):
+        return None
+    return (
+        "its output projection (proj_out) is not tied to the token embedding, and whisper.cpp always computes "
+        "the logits with the embedding; this model cannot be converted without changing its outputs"
+    )
+
+
 def write_ggml(hf_dir: Path, precision: str, path: Path) -> dict:
-    """Write whisper.cpp's model file for `precision`; return how many tensors took each type."""
-    from safetensors.numpy import load_file
+    """Write whisper.cpp's model file for `precision`; return how many tensors took each type. Tensors are read
+    one at a time from the safetensors files, so a large model is never whole in memory."""
+    from safetensors import safe_open
     from transformers import WhisperConfig, WhisperFeatureExtractor
 
     config = WhisperConfig.from_pretrained(hf_dir)
+    if problem := untied_problem(config):
+        raise ValueError(f"{hf_dir}: {problem}")
     ftype, weight_type = TYPES[precision]
     header_ftype = ftype if precision == "f16" else GGML_QNT_VERSION * QNT_VERSION_FACTOR + ftype
     mel = WhisperFeatureExtractor.from_pretrained(hf_dir).mel_filters.T  # [n_mels, n_fft // 2 + 1]
@@ -125,14 +139,15 @@ def write_ggml(hf_dir: Path, precision: str, path: Path) -> dict:
     with open(path, "wb") as out:
         out.write(_header(config, header_ftype, mel, vocab))
         for weights in sorted(hf_dir.glob("*.safetensors")):
-            for hf_name, data in load_file(str(weights)).items():
-                name = ggml_name(hf_name)
-                if name is None:
-                    continue
-                ttype, record = _tensor(name, data, weight_type)
-                out.write(record)
-                kind = {F32: "f32", F16: "f16"}.get(ttype, precision)
-                counts[kind] = counts.get(kind, 0) + 1
+            with safe_open(str(weights), framework="np") as handle:
+                names = [(ggml_name(hf_name), hf_name) for hf_name in handle.keys()]  # noqa: SIM118
+                for name, hf_name in names:
+                    if name is None:
+                        continue
+                    ttype, record = _tensor(name, handle.get_tensor(hf_name), weight_type)
+                    out.write(record)
+                    kind = {F32: "f32", F16: "f16"}.get(ttype, precision)
+                    counts[kind] = counts.get(kind, 0) + 1
     return counts
 
 

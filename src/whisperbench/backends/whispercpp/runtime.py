@@ -33,11 +33,17 @@ class _Stderr:
         self.file.close()
 
 
+# whisper.cpp names end-of-text by the vocabulary's string where the model file lists it, else "[_EOT_]"; its
+# suppress_regex masks every token whose string matches, at every step (forced length)
+EOT_PATTERN = r"<\|endoftext\|>|\[_EOT_\]"
+
+
 class WhisperCppTranscriber:
-    def __init__(self, model, eot: int):
+    def __init__(self, model, eot: int, max_new_tokens: int):
         import _pywhispercpp
 
         self.model, self.binding, self.eot = model, _pywhispercpp, eot
+        self.max_new_tokens = max_new_tokens
         self.runtime = {
             "cut_points": {
                 "encoder": "whisper.cpp encode time (includes the cross-attention K/V)",
@@ -46,12 +52,20 @@ class WhisperCppTranscriber:
             }
         }
 
-    def _run(self, audio: np.ndarray) -> tuple[str, int, dict, float]:
+    def _length_params(self, limit: int, forced: bool) -> dict:
+        """Set on every call: pywhispercpp keeps the params a transcribe() call was given. whisper.cpp ends a
+        segment after the token sampled at step max_tokens (counted from 0): max_tokens = limit - 1 decodes at
+        most `limit` tokens (measured: 9 -> 9, 30 -> 30)."""
+        return {"max_tokens": max(limit - 1, 1), "suppress_regex": EOT_PATTERN if forced else ""}
+
+    def _run(self, audio: np.ndarray, forced_tokens: int | None = None) -> tuple[str, int, dict, float]:
         context = self.model._ctx
         self.binding.whisper_reset_timings(context)
+        limit = forced_tokens or self.max_new_tokens
+        length = self._length_params(limit, forced_tokens is not None)
         start = time.perf_counter()
         with _Stderr():
-            segments = self.model.transcribe(np.ascontiguousarray(audio, dtype=np.float32))
+            segments = self.model.transcribe(np.ascontiguousarray(audio, dtype=np.float32), **length)
         wall_ms = (time.perf_counter() - start) * 1e3
         with _Stderr() as captured:
             self.binding.whisper_print_timings(context)
@@ -64,10 +78,11 @@ class WhisperCppTranscriber:
             )
             for i in range(self.binding.whisper_full_n_segments(context))
         )
-        return "".join(segment.text for segment in segments), tokens + 1, timings, wall_ms
+        # + the end-of-text step, except where the limit ended the decode (always so at a forced length)
+        return "".join(segment.text for segment in segments), tokens + (tokens < limit), timings, wall_ms
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
-        text, n_tokens, timings, wall_ms = self._run(audio)
+    def transcribe(self, audio: np.ndarray, forced_tokens: int | None = None) -> Transcription:
+        text, n_tokens, timings, wall_ms = self._run(audio, forced_tokens)
         first = timings.get("mel", 0.0) + timings.get("encode", 0.0) + timings.get("prompt", 0.0)
         return Transcription(
             text=text,
@@ -111,4 +126,4 @@ def load(artifact_dir: Path, precision: str, options: BackendOptions, decoding: 
     if not model._ctx:  # whisper.cpp refused the file; using the context would crash the process
         reason = [line for line in log.text.splitlines() if "whisper_model_load:" in line][-1:]
         raise RuntimeError(f"whisper.cpp could not load {artifact_dir / MODEL_FILE}: {' '.join(reason)}")
-    return WhisperCppTranscriber(model, generation.eos_token_id)
+    return WhisperCppTranscriber(model, generation.eos_token_id, decoding.max_new_tokens)

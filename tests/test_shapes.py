@@ -1,0 +1,114 @@
+"""Every backend at a large-v3-shaped model's shapes (128 mel bins, 51866 tokens, sharded weights in a local
+folder), and every backend's forced-length decoding (random weights' timing pass)."""
+
+import pytest
+from conftest import CLIP_ID, minimal_params
+
+from whisperbench import artifacts, config
+from whisperbench.backends import registry
+from whisperbench.evaluate import load_transcriber
+from whisperbench.config import Cell
+from whisperbench.io import write_jsonl
+from whisperbench.models import architectures, fetch, random_weights
+
+# large-v3's vocabulary and mel bins at a width that builds in seconds
+SHRUNK_V3 = architectures.Architecture(64, 2, 2, 2, num_mel_bins=128, vocab_size=51866)
+BUILDS = {"pytorch": "fp32", "onnxruntime": "fp32", "coreml": "fp32", "ctranslate2": "fp32", "whispercpp": "f16"}
+
+
+def _params(folder):
+    backends = {name: {"precisions": [precision]} for name, precision in BUILDS.items()}
+    return config.validate(
+        minimal_params(models=["large-v3"], model_paths={"large-v3": str(folder)}, backends=backends)
+    )
+
+
+@pytest.fixture(scope="module")
+def v3_model(tmp_path_factory, monkeypatch_module):
+    """A local folder in large-v3's layout (fp16 shards and their index), with random weights."""
+    monkeypatch_module.setitem(random_weights.ARCHITECTURES, "large-v3", SHRUNK_V3)
+    folder = tmp_path_factory.mktemp("large-v3-local")
+    random_weights.write("large-v3", folder, seed=0, max_shard_size="2MB")
+    model_dir = tmp_path_factory.mktemp("fetched") / "large-v3"
+    fetch.fetch("large-v3", _params(folder), model_dir)
+    return folder, model_dir
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_a_local_large_v3_folder_is_fetched_in_place_as_random_weights(v3_model):
+    folder, model_dir = v3_model
+    source = fetch.read_source(model_dir)
+    assert source["source"] == "local" and fetch.hf_dir(model_dir) == folder.resolve()
+    assert fetch.is_random(source) and source["stored_dtypes"] == ["float16"]
+    assert len(source["weights_sha256"]) > 1 and (folder / "model.safetensors.index.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", sorted(BUILDS))
+def test_every_backend_builds_128_mel_models_and_decodes_forced_lengths(backend, v3_model, clip, sample_root, tmp_path):
+    _, model_dir = v3_model
+    params, precision = _params(v3_model[0]), BUILDS[backend]
+    source = fetch.hf_dir(model_dir)
+    if registry.get(backend).exports:
+        speaker, chapter, _ = CLIP_ID.split("-")
+        rows = [
+            {
+                "id": CLIP_ID,
+                "audio_path": str(sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"),
+                "reference": "STUFF IT INTO YOU HIS BELLY COUNSELLED HIM",
+            }
+        ]
+        write_jsonl(tmp_path / "calibration.jsonl", rows)
+        source = tmp_path / "export"
+        record = artifacts.export(model_dir, "large-v3", backend, params, tmp_path / "calibration.jsonl", source)
+        assert record["check"]["identical_transcripts"] == 1  # at the reference's forced length
+    built = artifacts.build(
+        source if registry.get(backend).exports else model_dir,
+        "large-v3",
+        backend,
+        precision,
+        params,
+        tmp_path / "artifact",
+    )
+    assert built["status"] == "ok", built.get("reason")
+    transcriber = load_transcriber(Cell("clip", "large-v3", backend, precision), params, tmp_path / "artifact", 2)
+    for length in (2, 7, 23):
+        assert transcriber.transcribe(clip, length).n_tokens == length
+    normal = transcriber.transcribe(clip)  # random weights rarely end by themselves: up to max_new_tokens
+    assert 1 <= normal.n_tokens <= params["decoding"]["max_new_tokens"]
+
+
+@pytest.mark.slow
+def test_onnx_graphs_past_the_size_threshold_keep_external_data_in_every_recipe(v3_model, clip, sample_root, tmp_path):
+    """The 2 GB protobuf limit, lowered to 100 kB: the export and every recipe write, copy and load .data files."""
+    from whisperbench.backends.onnxruntime import graphs
+
+    _, model_dir = v3_model
+    precisions = ["fp32", "fp16", "int8_dynamic", "int8_static", "int4"]
+    params = config.validate(
+        minimal_params(
+            models=["large-v3"],
+            model_paths={"large-v3": str(v3_model[0])},
+            backends={"onnxruntime": {"precisions": precisions, "options": {"calibration_utterances": 1}}},
+        )
+    )
+    speaker, chapter, _ = CLIP_ID.split("-")
+    audio = sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"
+    write_jsonl(tmp_path / "calibration.jsonl", [{"id": "c", "audio_path": str(audio), "reference": "STUFF IT"}])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(graphs, "EXTERNAL_DATA_BYTES", 100_000)
+        export = tmp_path / "export"
+        artifacts.export(model_dir, "large-v3", "onnxruntime", params, tmp_path / "calibration.jsonl", export)
+        assert {"encoder.onnx.data", "decoder.onnx.data"} <= set(artifacts.verify(export, full=True)["files"])
+        for precision in precisions:
+            output = tmp_path / precision
+            record = artifacts.build(export, "large-v3", "onnxruntime", precision, params, output)
+            assert record["status"] == "ok", (precision, record.get("reason"))
+            assert "decoder.onnx.data" in record["files"], precision  # the decoder's embedding alone is 6.6 MB
+            cell = Cell("clip", "large-v3", "onnxruntime", precision)
+            assert load_transcriber(cell, params, output, 2).transcribe(clip, 5).n_tokens == 5
