@@ -6,8 +6,8 @@ from conftest import CLIP_ID, minimal_params
 
 from whisperbench import artifacts, config
 from whisperbench.backends import registry
-from whisperbench.evaluate import load_transcriber
 from whisperbench.config import Cell
+from whisperbench.evaluate import load_transcriber
 from whisperbench.io import write_jsonl
 from whisperbench.models import architectures, fetch, random_weights
 
