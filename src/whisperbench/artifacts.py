@@ -8,10 +8,12 @@ that fails (a quantizer that cannot handle a model) leaves a folder whose record
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from whisperbench.backends import registry
@@ -55,15 +57,28 @@ def _seal(staging: Path, record: dict) -> dict:
     return record
 
 
+@contextlib.contextmanager
+def _measured():
+    """The build's wall time and peak resident memory (from the start of the build, what was already resident
+    included; where the peak cannot be reset, the process's lifetime peak), added to the yielded record."""
+    separate = provenance.reset_peak_rss()
+    start = time.perf_counter()
+    cost: dict = {}
+    yield cost
+    peak = provenance.peak_rss_since_reset_mb() if separate else provenance.peak_rss_mb()
+    cost |= {"build_s": round(time.perf_counter() - start, 1), "build_peak_rss_mb": round(peak, 1)}
+
+
 def export(model_dir: str | Path, model: str, backend: str, params: dict, calibration: str | Path, output) -> dict:
     """The backend's one FP32 export of a model, checked against PyTorch on the calibration clips."""
     module = registry.get(backend).load_module()
     source = fetch.read_source(model_dir)
     rows = read_jsonl(calibration)
     with atomic_dir(output) as staging:
-        check = module.export(fetch.hf_dir(model_dir), _options(backend, params), _context(params), rows, staging)
+        with _measured() as cost:
+            check = module.export(fetch.hf_dir(model_dir), _options(backend, params), _context(params), rows, staging)
         record = {"model": model, "backend": backend, "weights_sha256": source["weights_sha256"], "check": check}
-        return _seal(staging, record)
+        return _seal(staging, record | cost)
 
 
 def build(model_dir: str | Path, model: str, backend: str, precision: str, params: dict, output) -> dict:
@@ -75,19 +90,20 @@ def build(model_dir: str | Path, model: str, backend: str, precision: str, param
         source_dir, weights = fetch.hf_dir(model_dir), fetch.read_source(model_dir)["weights_sha256"]
     record = {"model": model, "backend": backend, "precision": precision, "weights_sha256": weights}
     with atomic_dir(output) as staging:
-        try:
-            details = spec.load_module().prepare(
-                source_dir, precision, _options(backend, params), staging, _context(params)
-            )
-            record |= {"status": "ok", **details}
-        except (UserError, KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as error:  # a recipe that fails for this model: record it, let the other cells go on
-            log.exception("%s/%s/%s: the %s recipe failed", model, backend, precision, precision)
-            for leftover in staging.iterdir():
-                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-            record |= {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
-        return _seal(staging, record)
+        with _measured() as cost:
+            try:
+                details = spec.load_module().prepare(
+                    source_dir, precision, _options(backend, params), staging, _context(params)
+                )
+                record |= {"status": "ok", **details}
+            except (UserError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as error:  # a recipe that fails for this model: record it, let the other cells go on
+                log.exception("%s/%s/%s: the %s recipe failed", model, backend, precision, precision)
+                for leftover in staging.iterdir():
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+                record |= {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+        return _seal(staging, record | cost)
 
 
 def verify(artifact_dir: str | Path, full: bool = False) -> dict:
