@@ -79,8 +79,10 @@ def test_bad_params_stop_with_one_line_naming_key_value_and_allowed(change, expe
     assert "\n" not in message
 
 
-def test_a_local_model_folder_may_have_any_id():
-    params = config.validate(minimal_params(models=["my-finetune"], model_paths={"my-finetune": "/models/x"}))
+def test_a_local_model_folder_may_have_any_id(tmp_path):
+    for name in ("config.json", "preprocessor_config.json", "model.safetensors"):
+        (tmp_path / name).write_text("{}")
+    params = config.validate(minimal_params(models=["my-finetune"], model_paths={"my-finetune": str(tmp_path)}))
     assert [c.model for c in config.cells(params)] == ["my-finetune"]
 
 

@@ -52,11 +52,34 @@ def test_hub_offline_gives_the_fix(tmp_path, monkeypatch):
     assert not (tmp_path / "m").exists()
 
 
-def test_local_folder_must_be_hf_layout(tmp_path):
-    params = config.validate(minimal_params(models=["mine"], model_paths={"mine": str(tmp_path / "empty")}))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="not a Hugging Face Whisper folder, it lacks config.json"):
-        fetch.fetch("mine", params, tmp_path / "m")
+def test_local_folder_must_be_hf_layout_at_validation(tmp_path):
+    folder = tmp_path / "empty"
+    params = minimal_params(models=["mine"], model_paths={"mine": str(folder)})
+    with pytest.raises(UserError, match=r"params.yaml: model_paths.mine: folder .*empty does not exist"):
+        config.validate(params)
+    folder.mkdir()
+    with pytest.raises(UserError, match="not a Hugging Face Whisper folder, it lacks config.json, preprocessor"):
+        config.validate(params)
+    (folder / "config.json").write_text('{"vocab_size": 51865}')
+    (folder / "preprocessor_config.json").write_text("{}")
+    with pytest.raises(UserError, match=r"lacks model.safetensors \(or pytorch_model.bin\)"):
+        config.validate(params)
+
+
+def test_a_model_whispercpp_cannot_run_is_one_line_at_validation(tmp_path):
+    folder = tmp_path / "finetune"
+    folder.mkdir()
+    for name in ("preprocessor_config.json", "model.safetensors"):
+        (folder / name).write_text("{}")
+    backends = {"whispercpp": {"precisions": ["f16"]}}
+    params = minimal_params(models=["mine"], model_paths={"mine": str(folder)}, backends=backends)
+    for settings, message in (
+        ('{"vocab_size": 50000}', "its vocabulary has 50000 tokens; whisper.cpp finds its special tokens"),
+        ('{"vocab_size": 51865, "tie_word_embeddings": false}', r"its output projection \(proj_out\) is not tied"),
+    ):
+        (folder / "config.json").write_text(settings)
+        with pytest.raises(UserError, match=rf"models: mine: backend whispercpp cannot run it: {message}"):
+            config.validate(params)
 
 
 @pytest.mark.slow

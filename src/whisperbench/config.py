@@ -128,6 +128,7 @@ def _check_calibration(params: dict, source: str) -> None:
 
 
 def _check_models(params: dict, source: str) -> None:
+    from whisperbench.models.fetch import check_hf_folder
     from whisperbench.models.registry import MODELS
 
     for model in params["models"]:
@@ -136,6 +137,35 @@ def _check_models(params: dict, source: str) -> None:
                 f"{source}: models: unknown model id {model!r}; known ids: {', '.join(MODELS)} "
                 f"(or give a local folder as model_paths.{model})"
             )
+        if model in params["model_paths"]:
+            try:
+                check_hf_folder(Path(params["model_paths"][model]).expanduser(), f"model_paths.{model}")
+            except UserError as error:
+                raise UserError(f"{source}: {error}") from None
+
+
+def model_config(model: str, params: dict) -> dict:
+    """The model's config.json as a dict: a local folder's own, else its published architecture's."""
+    import json
+
+    from whisperbench.models.architectures import ARCHITECTURES
+
+    if model in params["model_paths"]:
+        return json.loads((Path(params["model_paths"][model]).expanduser() / "config.json").read_text())
+    return ARCHITECTURES[model].config_fields() | {"tie_word_embeddings": True}
+
+
+def _check_model_shapes(params: dict, source: str) -> None:
+    """A model a configured backend cannot convert or run (its `model_problem` hook) stops here."""
+    from whisperbench.backends import registry
+
+    modules = {name: registry.get(name).load_module() for name in params["backends"]}
+    hooks = {name: module.model_problem for name, module in modules.items() if hasattr(module, "model_problem")}
+    for model in params["models"] if hooks else ():
+        model_settings = model_config(model, params)
+        for name, hook in hooks.items():
+            if problem := hook(model_settings):
+                raise UserError(f"{source}: models: {model}: backend {name} cannot run it: {problem}")
 
 
 def _check_backends(params: dict, source: str) -> None:
@@ -194,6 +224,7 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
     _check_calibration(filled, source)
     _check_models(filled, source)
     _check_backends(filled, source)
+    _check_model_shapes(filled, source)
     _check_report(filled, source)
     return filled
 

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whisperbench.backends.base import BackendOptions, BuildContext, greedy_without_timestamps
-from whisperbench.backends.whispercpp.ggml import MAGIC, MODEL_FILE, ggml_name, stored_tensors, write_ggml
+from whisperbench.backends.whispercpp.ggml import (
+    MAGIC,
+    MODEL_FILE,
+    ggml_name,
+    stored_tensors,
+    untied_problem,
+    write_ggml,
+)
 from whisperbench.backends.whispercpp.runtime import load
 
 PRECISIONS = ("f16", "q8_0", "q5_0", "q4_0")
@@ -36,6 +43,21 @@ def unsupported_reason(precision: str) -> str | None:
 
 def decoding_problem(decoding: dict) -> str | None:
     return greedy_without_timestamps("whispercpp", decoding)
+
+
+# whisper.cpp derives its special tokens and language count from the vocabulary's size (51864 English-only,
+# 51865 multilingual, 51866 large-v3's): another size would read the wrong token ids.
+VOCABULARY_SIZES = (51864, 51865, 51866)
+
+
+def model_problem(config: dict) -> str | None:
+    """Why whisper.cpp cannot run a model of this config.json (None: it can); checked at params validation."""
+    if config.get("vocab_size") not in VOCABULARY_SIZES:
+        return (
+            f"its vocabulary has {config.get('vocab_size')} tokens; whisper.cpp finds its special tokens by the "
+            f"vocabulary's size and knows {', '.join(map(str, VOCABULARY_SIZES))}"
+        )
+    return untied_problem(config)
 
 
 def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:

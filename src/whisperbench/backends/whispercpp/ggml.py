@@ -111,10 +111,10 @@ def _tensor(name: str, data: np.ndarray, weight_type: int) -> tuple[int, bytes]:
     return ttype, struct.pack("3i", data.ndim, len(encoded), ttype) + dims + encoded + payload
 
 
-def untied_problem(config) -> str | None:
+def untied_problem(config: dict) -> str | None:
     """whisper.cpp computes the logits with the token embedding: a model whose output projection is its own
     tensor cannot be written without changing its outputs."""
-    if getattr(config, "tie_word_embeddings", True):
+    if config.get("tie_word_embeddings", True):
         return None
     return (
         "its output projection (proj_out) is not tied to the token embedding, and whisper.cpp always computes "
@@ -129,7 +129,7 @@ def write_ggml(hf_dir: Path, precision: str, path: Path) -> dict:
     from transformers import WhisperConfig, WhisperFeatureExtractor
 
     config = WhisperConfig.from_pretrained(hf_dir)
-    if problem := untied_problem(config):
+    if problem := untied_problem(config.to_dict()):
         raise ValueError(f"{hf_dir}: {problem}")
     ftype, weight_type = TYPES[precision]
     header_ftype = ftype if precision == "f16" else GGML_QNT_VERSION * QNT_VERSION_FACTOR + ftype
