@@ -13,6 +13,7 @@ from whisperbench.models import architectures, fetch, random_weights
 
 # large-v3's vocabulary and mel bins at a width that builds in seconds
 SHRUNK_V3 = architectures.Architecture(64, 2, 2, 2, num_mel_bins=128, vocab_size=51866)
+ONNX = {"precisions": ["int4"]}
 BUILDS = {"pytorch": "fp32", "onnxruntime": "fp32", "coreml": "fp32", "ctranslate2": "fp32", "whispercpp": "f16"}
 
 
@@ -112,3 +113,22 @@ def test_onnx_graphs_past_the_size_threshold_keep_external_data_in_every_recipe(
             assert "decoder.onnx.data" in record["files"], precision  # the decoder's embedding alone is 6.6 MB
             cell = Cell("clip", "large-v3", "onnxruntime", precision)
             assert load_transcriber(cell, params, output, 2).transcribe(clip, 5).n_tokens == 5
+
+
+def test_a_build_that_would_not_fit_in_memory_fails_with_the_memory_it_needs(tiny_en_dir, tmp_path, monkeypatch):
+    """Checked before the step runs (from the backend's measured peak per parameter), so nothing is killed."""
+    from whisperbench.backends import onnxruntime, pytorch
+
+    monkeypatch.setattr(pytorch, "BUILD_MEMORY", {"fp32": (500, 1e6)}, raising=False)
+    monkeypatch.setattr(onnxruntime, "BUILD_MEMORY", {"export": (500, 1e6)}, raising=False)
+    params = config.validate(minimal_params(backends={"pytorch": {"precisions": ["fp32"]}, "onnxruntime": ONNX}))
+    record = artifacts.build(tiny_en_dir, "tiny.en", "pytorch", "fp32", params, tmp_path / "pt")
+    assert record["status"] == "failed" and set(record["files"]) == set()
+    assert record["reason"].startswith("the pytorch fp32 step needs about 37760.8 GB of memory for 38 M parameters")
+    write_jsonl(tmp_path / "calibration.jsonl", [])
+    export = artifacts.export(
+        tiny_en_dir, "tiny.en", "onnxruntime", params, tmp_path / "calibration.jsonl", tmp_path / "e"
+    )
+    assert export["status"] == "failed" and "onnxruntime export step needs about" in export["reason"]
+    built = artifacts.build(tmp_path / "e", "tiny.en", "onnxruntime", "int4", params, tmp_path / "int4")
+    assert built["status"] == "failed" and built["reason"].startswith("the onnxruntime export failed: the onnxrun")

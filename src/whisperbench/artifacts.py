@@ -69,27 +69,66 @@ def _measured():
     cost |= {"build_s": round(time.perf_counter() - start, 1), "build_peak_rss_mb": round(peak, 1)}
 
 
+def memory_problem(backend: str, step: str, n_parameters: int | None) -> str | None:
+    """Why a build step would not fit in this machine's memory, from its backend's measured peak
+    (`BUILD_MEMORY[step] = (MB, bytes per parameter)`, fitted on the scale study); None: it fits, or no
+    measurement. Checked before the step runs, so it fails with this line instead of being killed."""
+    import psutil
+
+    coefficients = getattr(registry.get(backend).load_module(), "BUILD_MEMORY", {}).get(step)
+    if not coefficients or not n_parameters:
+        return None
+    base_mb, per_parameter = coefficients
+    need_mb, total_mb = base_mb + per_parameter * n_parameters / 1e6, psutil.virtual_memory().total / 1e6
+    if need_mb <= total_mb:
+        return None
+    return (
+        f"the {backend} {step} step needs about {need_mb / 1e3:.1f} GB of memory for {n_parameters / 1e6:.0f} M "
+        f"parameters (measured peak {base_mb:.0f} MB + {per_parameter:.1f} bytes per parameter); this machine has "
+        f"{total_mb / 1e3:.1f} GB"
+    )
+
+
 def export(model_dir: str | Path, model: str, backend: str, params: dict, calibration: str | Path, output) -> dict:
-    """The backend's one FP32 export of a model, checked against PyTorch on the calibration clips."""
+    """The backend's one FP32 export of a model, checked against PyTorch on the calibration clips (or a
+    failed record, with the reason, where it would not fit in memory)."""
     module = registry.get(backend).load_module()
     source = fetch.read_source(model_dir)
     rows = read_jsonl(calibration)
+    record = {"model": model, "backend": backend, "weights_sha256": source["weights_sha256"]}
+    record["n_parameters"] = source.get("n_parameters")
     with atomic_dir(output) as staging:
+        if problem := memory_problem(backend, "export", record["n_parameters"]):
+            log.error("%s/%s: %s", model, backend, problem)
+            return _seal(staging, record | {"status": "failed", "reason": problem})
         with _measured() as cost:
             check = module.export(fetch.hf_dir(model_dir), _options(backend, params), _context(params), rows, staging)
-        record = {"model": model, "backend": backend, "weights_sha256": source["weights_sha256"], "check": check}
-        return _seal(staging, record | cost)
+        return _seal(staging, record | {"status": "ok", "check": check} | cost)
+
+
+def _source(spec, model_dir: str | Path) -> tuple[Path, dict]:
+    """What a build reads (its export, or the fetched HF folder) and that source's record."""
+    if spec.exports:
+        return Path(model_dir), verify(model_dir)
+    return fetch.hf_dir(model_dir), fetch.read_source(model_dir)
+
+
+def _refused(spec, precision: str, source: dict) -> str | None:
+    """Why a build must not start: its export failed, or it would not fit in memory."""
+    if source.get("status") == "failed":
+        return f"the {spec.name} export failed: {source['reason']}"
+    return memory_problem(spec.name, precision, source.get("n_parameters"))
 
 
 def build(model_dir: str | Path, model: str, backend: str, precision: str, params: dict, output) -> dict:
     """One precision's artifact; `model_dir` is the fetched model, or the export for exporting backends."""
     spec = registry.get(backend)
-    if spec.exports:
-        source_dir, weights = Path(model_dir), verify(model_dir)["weights_sha256"]
-    else:
-        source_dir, weights = fetch.hf_dir(model_dir), fetch.read_source(model_dir)["weights_sha256"]
-    record = {"model": model, "backend": backend, "precision": precision, "weights_sha256": weights}
+    source_dir, source = _source(spec, model_dir)
+    record = {"model": model, "backend": backend, "precision": precision, "weights_sha256": source["weights_sha256"]}
     with atomic_dir(output) as staging:
+        if reason := _refused(spec, precision, source):
+            log.error("%s/%s/%s: %s", model, backend, precision, reason)
+            return _seal(staging, record | {"status": "failed", "reason": reason})
         with _measured() as cost:
             try:
                 details = spec.load_module().prepare(
