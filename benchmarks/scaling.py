@@ -2,10 +2,11 @@
 
 `--run CONFIG` runs the study one model at a time, smallest first (each stage a plain snakemake run on a
 config with that one model, the cells of earlier stages cached; `--keep-going`, so a cell that fails records
-its reason and the rest go on), then the whole config once for the summary. Each stage's wall time goes to
-`<out>.stages.json`.
+its reason and the rest go on); `--models` picks and orders the stages, `--drop backend:precision` leaves
+pairs out of them. Each stage's wall time goes to `<out>.stages.json`.
 
-`--study DIR --out PREFIX` reads the finished study (results/summary.csv and the artifacts' records) and
+`--study DIR --out PREFIX` reads every scored cell of the study (results/*/*/*/*/metrics.json, whichever
+stage scored it, and the artifacts' records) and
 writes PREFIX.md / .json / .png: for every cell its status, size, speed, memory, build time and build peak
 memory (the export's too, for backends that export); and, per backend at its reference precision (fp32,
 whisper.cpp f16), encoder ms, decoder ms/token, RTFx, peak MB and size MB against the parameter count on
@@ -18,7 +19,6 @@ log-log axes, with the fitted exponent (the slope of log metric on log parameter
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import subprocess
@@ -42,7 +42,15 @@ METRICS = {
 }
 REFERENCE = {"whispercpp": "f16"}  # a backend's reference precision where it has no fp32
 TABLE = ("model", "params_m", "backend", "precision", "size_mb", "rtfx", "encoder_ms", "decoder_ms_per_token")
-TABLE += ("peak_rss_mb", "build_s", "build_peak_rss_mb", "export_s", "export_peak_rss_mb", "status")
+TABLE += (
+    "peak_rss_mb",
+    "peak_rss_loading_mb",
+    "build_s",
+    "build_peak_rss_mb",
+    "export_s",
+    "export_peak_rss_mb",
+    "status",
+)
 
 
 def _params_m(model: str, config: dict) -> float:
@@ -50,17 +58,27 @@ def _params_m(model: str, config: dict) -> float:
     return architecture.hub_params_m if architecture else math.inf  # a local folder of unknown size goes last
 
 
-def run(config_path: Path, cores: int, out: Path) -> None:
-    """One snakemake run per model, smallest first, then the whole config (its summary and figures)."""
+def _dropped(config: dict, drop: list[str]) -> dict:
+    """The config without the backend:precision pairs in `drop` (a backend left with none is removed)."""
+    backends = {}
+    for name, spec in config["backends"].items():
+        kept = [p for p in spec["precisions"] if f"{name}:{p}" not in drop]
+        if kept:
+            backends[name] = spec | {"precisions": kept}
+    return config | {"backends": backends}
+
+
+def run(config_path: Path, cores: int, out: Path, models: list[str] | None, drop: list[str]) -> None:
+    """One snakemake run per model (`models`, default: the config's, smallest first), each on a config with
+    that one model and without the `drop` pairs; the cells of earlier stages stay cached."""
     config = yaml.safe_load(config_path.read_text())
-    stages = []
-    for model in sorted(config["models"], key=lambda m: _params_m(m, config)):
+    stages_path = out.with_suffix(".stages.json")
+    stages = json.loads(stages_path.read_text()) if stages_path.is_file() else []
+    for model in models or sorted(config["models"], key=lambda m: _params_m(m, config)):
         stage_config = config_path.with_name(f".{config_path.stem}-{model}.yaml")
-        stage_config.write_text(yaml.safe_dump(config | {"models": [model]}, sort_keys=False))
-        stages.append(_snakemake(stage_config, cores, model))
-        write_json(out.with_suffix(".stages.json"), stages)
-    stages.append(_snakemake(config_path, cores, "summary"))
-    write_json(out.with_suffix(".stages.json"), stages)
+        stage_config.write_text(yaml.safe_dump(_dropped(config, drop) | {"models": [model]}, sort_keys=False))
+        stages.append(_snakemake(stage_config, cores, model) | {"dropped": drop})
+        write_json(stages_path, stages)
 
 
 def _snakemake(config: Path, cores: int, name: str) -> dict:
@@ -74,10 +92,6 @@ def _snakemake(config: Path, cores: int, name: str) -> dict:
         "returncode": returncode,
         "wall_s": round(time.perf_counter() - start),
     }
-
-
-def _number(value) -> float | None:
-    return float(value) if value not in ("", None) else None
 
 
 def _build_cost(study: Path, row: dict) -> dict:
@@ -95,10 +109,14 @@ def _build_cost(study: Path, row: dict) -> dict:
 
 
 def cells(study: Path) -> list[dict]:
-    with open(study / dag.path("summary_csv"), newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    numeric = set(METRICS) | {"params_m"}
-    return [{k: (_number(v) if k in numeric else v) for k, v in row.items()} | _build_cost(study, row) for row in rows]
+    """Every scored cell under the study's results/ (any stage's), with its build cost."""
+    rows = []
+    for path in sorted((study / "results").glob("*/*/*/*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        row = {k: metrics.get(k) for k in ("model", "backend", "precision", "status", "peak_rss_loading_mb", *METRICS)}
+        row["params_m"] = metrics["n_parameters"] / 1e6 if metrics.get("n_parameters") else None
+        rows.append(row | _build_cost(study, row))
+    return sorted(rows, key=lambda r: (r["params_m"] or math.inf, r["backend"], r["precision"]))
 
 
 def exponents(rows: list[dict]) -> dict[str, dict[str, float | None]]:
@@ -170,11 +188,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="a scale config to run (configs/scale.yaml)")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--models", nargs="+", help="run only these models, in this order")
+    parser.add_argument("--drop", nargs="+", default=[], help="backend:precision pairs to leave out of the run")
     parser.add_argument("--study", type=Path, help="a finished study's folder, to summarise")
     parser.add_argument("--out", type=Path, required=True, help="output prefix, e.g. benchmarks/results/scaling-DATE")
     arguments = parser.parse_args()
     if arguments.run:
-        run(arguments.run, arguments.cores, arguments.out)
+        run(arguments.run, arguments.cores, arguments.out, arguments.models, arguments.drop)
     if arguments.study:
         report(arguments.study, arguments.out)
 
