@@ -2,8 +2,9 @@ rule fetch_model:
     output:
         model=directory(dag.PATHS["model"]),
     params:
-        source=PARAMS["model_source"],
-        seed=PARAMS["random_weights_seed"] if PARAMS["model_source"] == "random" else "",
+        # the seed joins the source only for random weights, so other studies' params stay as they were
+        source=PARAMS["model_source"]
+        + (f":{PARAMS['random_weights_seed']}" if PARAMS["model_source"] == "random" else ""),
         path=lambda wildcards: PARAMS["model_paths"].get(wildcards.model, ""),
     conda:
         "../../envs/whisperbench.yaml"
