@@ -171,6 +171,7 @@ def _cell(value) -> str:
 def report(study: Path, out: Path) -> None:
     rows = cells(study)
     fitted = exponents(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
     figure(rows, fitted, out.with_suffix(".png"))
     lines = ["| " + " | ".join(TABLE) + " |", "|" + "---|" * len(TABLE)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in TABLE) + " |" for row in rows]

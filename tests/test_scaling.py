@@ -1,0 +1,55 @@
+"""benchmarks/scaling.py: the fitted exponents and the staged run's configs."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scaling():
+    spec = importlib.util.spec_from_file_location("scaling", REPO / "benchmarks" / "scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metrics(folder: Path, model: str, backend: str, precision: str, params: float, encoder_ms: float) -> None:
+    cell = folder / "results" / "d" / model / backend / precision
+    cell.mkdir(parents=True)
+    record = {"model": model, "backend": backend, "precision": precision, "status": "ok", "n_parameters": params}
+    record |= {"encoder_ms": encoder_ms, "decoder_ms_per_token": None, "rtfx": 2.0, "peak_rss_mb": 100.0}
+    (cell / "metrics.json").write_text(json.dumps(record | {"size_mb": params * 4e-6}))
+
+
+def test_exponents_are_the_log_log_slopes_at_each_backends_reference_precision(scaling, tmp_path):
+    for params in (1e7, 1e8, 1e9):
+        _metrics(tmp_path, f"m{params:g}", "onnxruntime", "fp32", params, 1e-6 * params**1.5)
+        _metrics(tmp_path, f"m{params:g}", "onnxruntime", "int4", params, 1.0)  # not the reference: not fitted
+        _metrics(tmp_path, f"m{params:g}", "whispercpp", "f16", params, 1e-3 * params)
+    rows = scaling.cells(tmp_path)
+    assert [r["params_m"] for r in rows][:3] == [10.0, 10.0, 10.0] and rows[0]["build_s"] is None
+    fitted = scaling.exponents(rows)
+    assert fitted["onnxruntime"]["encoder_ms"] == pytest.approx(1.5)
+    assert fitted["whispercpp"]["encoder_ms"] == pytest.approx(1.0)
+    assert fitted["onnxruntime"]["size_mb"] == pytest.approx(1.0) and fitted["onnxruntime"]["rtfx"] == pytest.approx(0)
+    assert fitted["onnxruntime"]["decoder_ms_per_token"] is None  # no points
+    scaling.report(tmp_path, tmp_path / "out" / "scaling")
+    assert (tmp_path / "out" / "scaling.png").is_file() and "| onnxruntime | 1.5" in (
+        tmp_path / "out" / "scaling.md"
+    ).read_text()
+
+
+def test_stage_configs_hold_one_model_and_leave_out_the_dropped_pairs(scaling):
+    config = {
+        "models": ["large-v3", "tiny"],
+        "backends": {"coreml": {"precisions": ["fp32", "pal4"]}, "x": {"precisions": ["q"]}},
+    }
+    dropped = scaling._dropped(config, ["coreml:pal4", "x:q"])
+    assert dropped["backends"] == {"coreml": {"precisions": ["fp32"]}}
+    assert sorted(config["models"], key=lambda m: scaling._params_m(m, config)) == ["tiny", "large-v3"]
+    assert scaling._params_m("my-folder", config) == math.inf
