@@ -132,7 +132,8 @@ def _asked(accuracy: dict, timing: dict) -> dict:
     """What params asked for beside what the cell got, so that a set that shrank shows in the summary."""
     artifact = accuracy["artifact"]
     return {
-        "n_asked": accuracy.get("n_asked"),
+        # random weights evaluate nothing on purpose: no shrunken set to report
+        "n_asked": None if accuracy.get("wer_unavailable") else accuracy.get("n_asked"),
         # a backend this machine cannot time timed nothing on purpose: no shrunken set to report
         "n_timed_asked": None if timing.get("speed_unavailable") else timing.get("n_asked"),
         "n_calibration": len(artifact["calibration_ids"]) if "calibration_ids" in artifact else None,
