@@ -332,3 +332,24 @@ def test_other_load_measures_the_rest_of_the_machine():
     with provenance.OtherLoad() as others:
         sum(i * i for i in range(200_000))  # this process's own work is not counted
     assert others.record["other_load_cores"] >= 0 and len(others.record["load_average_1min"]) == 2
+
+
+def test_random_weight_cells_keep_speed_and_leave_wer_empty_with_the_reason(tmp_path):
+    import pandas as pd
+
+    from whisperbench.evaluate import RANDOM_WEIGHTS
+
+    accuracy, timing = _records("large-v3", "fp32", 6200)
+    accuracy |= {"wer_unavailable": RANDOM_WEIGHTS, "n_asked": 2}
+    accuracy["weights"] |= {"random_weights": {"seed": 0}, "stored_dtypes": ["float16"]}
+    timings = [_timed("u1", "noise", total_ms=4000.0) | {"forced_tokens": 11}]
+    metrics = score([], accuracy, timings, timing)
+    assert metrics["status"] == f"ok; WER: {RANDOM_WEIGHTS}" and metrics["wer"] is None
+    assert metrics["weights"] == "random" and metrics["rtfx"] == pytest.approx(0.5) and metrics["agreement"] is None
+    real = _metrics("tiny.en", "fp32", 150, 0.1, 5.0)
+    frame = summary.table(pd.DataFrame([metrics, real]))
+    assert frame.weights[0] == "random" and pd.isna(frame.weights[1]) and pd.isna(frame.wer_pct[0])
+    text = summary.notes(pd.DataFrame([metrics, real]))
+    assert "weights random: shape-true random weights" in text and "Smaller than asked" not in text
+    assert "large-v3: the weights are stored in float16" in text
+    plots.write_plots(frame, [tmp_path / "wer_vs_size.png", tmp_path / "rtfx_vs_size.png"])
