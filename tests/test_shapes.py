@@ -132,3 +132,26 @@ def test_a_build_that_would_not_fit_in_memory_fails_with_the_memory_it_needs(tin
     assert export["status"] == "failed" and "onnxruntime export step needs about" in export["reason"]
     built = artifacts.build(tmp_path / "e", "tiny.en", "onnxruntime", "int4", params, tmp_path / "int4")
     assert built["status"] == "failed" and built["reason"].startswith("the onnxruntime export failed: the onnxrun")
+
+
+def test_an_unchanged_artifact_is_verified_without_reading_its_files(tmp_path, monkeypatch):
+    """Sizes and times only while nothing changed since sealing; every sha256 again once a file was touched."""
+    import os
+
+    from whisperbench import io
+
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"x" * 1000)
+    artifacts._seal(folder, {"status": "ok"})
+    hashed = []
+    monkeypatch.setattr(artifacts, "sha256_file", lambda path: hashed.append(path) or io.sha256_file(path))
+    assert artifacts.verify(folder)["status"] == "ok" and hashed == []
+    assert artifacts.verify(folder, full=True) and len(hashed) == 1
+    later = (folder / "artifact.json").stat().st_mtime + 5
+    os.utime(folder / "weights.bin", (later, later))  # same bytes, newer time: hashed, and still intact
+    assert artifacts.verify(folder) and len(hashed) == 2
+    (folder / "weights.bin").write_bytes(b"y" * 1000)
+    os.utime(folder / "weights.bin", (later, later))
+    with pytest.raises(Exception, match="missing or corrupt"):
+        artifacts.verify(folder)
