@@ -79,13 +79,14 @@ def memory_problem(backend: str, step: str, n_parameters: int | None) -> str | N
     if not coefficients or not n_parameters:
         return None
     base_mb, per_parameter = coefficients
-    need_mb, total_mb = base_mb + per_parameter * n_parameters / 1e6, psutil.virtual_memory().total / 1e6
-    if need_mb <= total_mb:
+    memory = psutil.virtual_memory()  # available: free, reclaimable caches included, other jobs' use excluded
+    need_mb, available_mb = base_mb + per_parameter * n_parameters / 1e6, memory.available / 1e6
+    if need_mb <= available_mb:
         return None
     return (
         f"the {backend} {step} step needs about {need_mb / 1e3:.1f} GB of memory for {n_parameters / 1e6:.0f} M "
         f"parameters (measured peak {base_mb:.0f} MB + {per_parameter:.1f} bytes per parameter); this machine has "
-        f"{total_mb / 1e3:.1f} GB"
+        f"{available_mb / 1e3:.1f} GB available of {memory.total / 1e9:.1f} GB"
     )
 
 

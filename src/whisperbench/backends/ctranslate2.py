@@ -49,6 +49,16 @@ CUT_POINTS = {
 }
 
 
+# Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
+# over tiny, base and small with random weights (benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
+# A step that would need more than the machine has available is refused before it starts (artifacts.py).
+BUILD_MEMORY = {
+    "fp32": (453, 4.83),
+    "int8": (515, 4.65),
+    "int8_float32": (516, 4.63),
+}
+
+
 @dataclass(frozen=True)
 class Options(BackendOptions):
     pass

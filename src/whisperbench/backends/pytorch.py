@@ -26,6 +26,18 @@ _LIBRARY = {"int8": "torchao", "int4": "optimum-quanto"}
 _probe_cache: dict[str, str | None] = {}
 
 
+# Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
+# over tiny, base and small with random weights (benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
+# A step that would need more than the machine has available is refused before it starts (artifacts.py).
+BUILD_MEMORY = {
+    "bf16": (425, 5.76),
+    "fp16": (426, 5.74),
+    "fp32": (447, 3.82),
+    "int4": (324, 9.43),
+    "int8": (288, 7.68),
+}
+
+
 @dataclass(frozen=True)
 class Options(BackendOptions):
     attn_implementation: str = "sdpa"

@@ -39,6 +39,20 @@ NUMERICS_OFF_MACOS = "Core ML weights, PyTorch numerics"
 MIN_IDENTICAL = 0.99  # share of check utterances whose decoder-step transcript must equal transformers'
 
 
+# Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
+# over tiny, base and small with random weights (benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
+# A step that would need more than the machine has available is refused before it starts (artifacts.py).
+BUILD_MEMORY = {
+    "export": (630, 13.87),
+    "fp16": (877, 13.93),
+    "fp32": (642, 6.17),
+    "int4": (877, 13.93),
+    "int8": (1052, 10.65),
+    "pal4": (1076, 17.59),
+    "pal6": (2263, 35.45),
+}
+
+
 @dataclass(frozen=True)
 class Options(BackendOptions):
     compute_units: str = "all"
