@@ -160,6 +160,7 @@ def figure(rows: list[dict], fitted: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure_, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.8), constrained_layout=True)
     for axis, (metric, label) in zip(axes, METRICS.items(), strict=True):
@@ -175,6 +176,8 @@ def figure(rows: list[dict], fitted: dict, path: Path) -> None:
                 slope = "" if slopes[metric] is None else f" ({slopes[metric]:.2f})"
                 axis.plot(*zip(*own, strict=True), marker="o", label=f"{backend} {reference}{slope}")
         axis.set(xscale="log", yscale="log", xlabel="parameters (M)", title=label)
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap at these spans
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7, title="fitted exponent", title_fontsize=7)
     figure_.suptitle("Cost against model size, random weights at each published architecture (log-log)")

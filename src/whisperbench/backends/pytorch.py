@@ -27,14 +27,15 @@ _probe_cache: dict[str, str | None] = {}
 
 
 # Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
-# over tiny, base and small with random weights (benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
+# over tiny, base, small and large-v3-turbo with random weights (where each ran: benchmarks/scaling.py,
+# benchmarks/results/scaling-2026-12-03).
 # A step that would need more than the machine has available is refused before it starts (artifacts.py).
 BUILD_MEMORY = {
-    "bf16": (425, 5.76),
-    "fp16": (426, 5.74),
-    "fp32": (447, 3.82),
-    "int4": (324, 9.43),
-    "int8": (288, 7.68),
+    "bf16": (429, 5.7),
+    "fp16": (430, 5.7),
+    "fp32": (231, 5.86),
+    "int4": (614, 6.69),
+    "int8": (498, 5.7),
 }
 
 

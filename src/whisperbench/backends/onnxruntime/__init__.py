@@ -48,15 +48,16 @@ PROCESSOR_FILES = (
 
 
 # Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
-# over tiny, base and small with random weights (benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
+# over tiny, base, small and large-v3-turbo with random weights (where each ran: benchmarks/scaling.py,
+# benchmarks/results/scaling-2026-12-03).
 # A step that would need more than the machine has available is refused before it starts (artifacts.py).
 BUILD_MEMORY = {
-    "export": (959, 15.69),
-    "fp16": (481, 5.08),
+    "export": (1298, 12.16),
+    "fp16": (184, 7.7),
     "fp32": (243, 0.0),
-    "int4": (568, 8.72),
-    "int8_dynamic": (654, 9.67),
-    "int8_static": (305, 42.79),
+    "int4": (999, 3.91),
+    "int8_dynamic": (638, 9.1),
+    "int8_static": (608, 37.13),
 }
 
 

@@ -33,13 +33,14 @@ MAX_AUDIO_S = 30.0
 
 
 # Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
-# over tiny, base and small with random weights (benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
+# over tiny, base, small and large-v3-turbo with random weights (where each ran: benchmarks/scaling.py,
+# benchmarks/results/scaling-2026-12-03).
 # A step that would need more than the machine has available is refused before it starts (artifacts.py).
 BUILD_MEMORY = {
-    "f16": (363, 3.56),
-    "q4_0": (441, 2.4),
-    "q5_0": (388, 3.56),
-    "q8_0": (453, 2.59),
+    "f16": (560, 1.7),
+    "q4_0": (577, 1.7),
+    "q5_0": (586, 1.68),
+    "q8_0": (587, 1.69),
 }
 
 
