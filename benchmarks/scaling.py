@@ -3,7 +3,10 @@
 `--run CONFIG` runs the study one model at a time, smallest first (each stage a plain snakemake run on a
 config with that one model, the cells of earlier stages cached; `--keep-going`, so a cell that fails records
 its reason and the rest go on); `--models` picks and orders the stages, `--drop backend:precision` leaves
-pairs out of them. Each stage's wall time goes to `<out>.stages.json`.
+pairs out of them. Each stage's wall time goes to `<out>.stages.json`. `--per-backend` splits each model's
+stage into one run per backend and `--prune` then deletes that backend's exported and built files, keeping
+their records (artifact.json: size, build time, build peak memory): a large model's artifacts for every
+backend (about 58 GB for large-v3) need not fit on the disk together.
 
 `--study DIR --out PREFIX` reads every scored cell of the study (results/*/*/*/*/metrics.json, whichever
 stage scored it, and the artifacts' records) and
@@ -68,17 +71,52 @@ def _dropped(config: dict, drop: list[str]) -> dict:
     return config | {"backends": backends}
 
 
-def run(config_path: Path, cores: int, out: Path, models: list[str] | None, drop: list[str]) -> None:
-    """One snakemake run per model (`models`, default: the config's, smallest first), each on a config with
-    that one model and without the `drop` pairs; the cells of earlier stages stay cached."""
+def stages(config: dict, models: list[str] | None, drop: list[str], per_backend: bool) -> list[tuple[str, dict]]:
+    """(name, config) of each stage: one per model (`models`, default: the config's, smallest first), or one
+    per model and backend; each without the `drop` pairs."""
+    kept = _dropped(config, drop)
+    ordered = models or sorted(config["models"], key=lambda m: _params_m(m, config))
+    if not per_backend:
+        return [(model, kept | {"models": [model]}) for model in ordered]
+    return [
+        (f"{model}-{backend}", kept | {"models": [model], "backends": {backend: spec}})
+        for model in ordered
+        for backend, spec in kept["backends"].items()
+    ]
+
+
+def prune(study: Path, config: dict) -> None:
+    """Delete the stage's exported and built files, keeping each folder's artifact.json record."""
+    for model in config["models"]:
+        for backend, spec in config["backends"].items():
+            _delete_files_but_records(study / dag.path("export", model=model, backend=backend))
+            for precision in spec["precisions"]:
+                _delete_files_but_records(
+                    study / dag.path("artifact", model=model, backend=backend, precision=precision)
+                )
+
+
+def _delete_files_but_records(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before the folders that hold them
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        elif path.is_file() and path.name != "artifact.json":
+            path.unlink()
+
+
+def run(config_path: Path, cores: int, out: Path, arguments: argparse.Namespace) -> None:
+    """One snakemake run per stage; the cells of earlier stages stay cached (or, pruned, recorded)."""
     config = yaml.safe_load(config_path.read_text())
     stages_path = out.with_suffix(".stages.json")
-    stages = json.loads(stages_path.read_text()) if stages_path.is_file() else []
-    for model in models or sorted(config["models"], key=lambda m: _params_m(m, config)):
-        stage_config = config_path.with_name(f".{config_path.stem}-{model}.yaml")
-        stage_config.write_text(yaml.safe_dump(_dropped(config, drop) | {"models": [model]}, sort_keys=False))
-        stages.append(_snakemake(stage_config, cores, model) | {"dropped": drop})
-        write_json(stages_path, stages)
+    done = json.loads(stages_path.read_text()) if stages_path.is_file() else []
+    for name, stage in stages(config, arguments.models, arguments.drop, arguments.per_backend):
+        stage_config = config_path.with_name(f".{config_path.stem}-{name}.yaml")
+        stage_config.write_text(yaml.safe_dump(stage, sort_keys=False))
+        done.append(_snakemake(stage_config, cores, name) | {"dropped": arguments.drop})
+        if arguments.prune:
+            prune(Path.cwd(), stage)
+            done[-1]["pruned"] = True
+        write_json(stages_path, done)
 
 
 def _snakemake(config: Path, cores: int, name: str) -> dict:
@@ -217,11 +255,13 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--models", nargs="+", help="run only these models, in this order")
     parser.add_argument("--drop", nargs="+", default=[], help="backend:precision pairs to leave out of the run")
+    parser.add_argument("--per-backend", action="store_true", help="one stage per model and backend")
+    parser.add_argument("--prune", action="store_true", help="delete each stage's built files, keep their records")
     parser.add_argument("--study", type=Path, help="a finished study's folder, to summarise")
     parser.add_argument("--out", type=Path, required=True, help="output prefix, e.g. benchmarks/results/scaling-DATE")
     arguments = parser.parse_args()
     if arguments.run:
-        run(arguments.run, arguments.cores, arguments.out, arguments.models, arguments.drop)
+        run(arguments.run, arguments.cores, arguments.out, arguments)
     if arguments.study:
         report(arguments.study, arguments.out)
 

@@ -53,3 +53,18 @@ def test_stage_configs_hold_one_model_and_leave_out_the_dropped_pairs(scaling):
     assert dropped["backends"] == {"coreml": {"precisions": ["fp32"]}}
     assert sorted(config["models"], key=lambda m: scaling._params_m(m, config)) == ["tiny", "large-v3"]
     assert scaling._params_m("my-folder", config) == math.inf
+
+
+def test_per_backend_stages_and_pruning_keep_only_the_records(scaling, tmp_path):
+    config = {
+        "models": ["base", "tiny"],
+        "backends": {"pytorch": {"precisions": ["fp32", "int8"]}, "x": {"precisions": ["q"]}},
+    }
+    names = [name for name, _ in scaling.stages(config, None, ["x:q"], per_backend=True)]
+    assert names == ["tiny-pytorch", "base-pytorch"]
+    folder = tmp_path / "data" / "artifacts" / "tiny" / "pytorch" / "int8"
+    (folder / "weights").mkdir(parents=True)
+    (folder / "weights" / "model.bin").write_bytes(b"0" * 10)
+    (folder / "artifact.json").write_text("{}")
+    scaling.prune(tmp_path, scaling.stages(config, ["tiny"], [], per_backend=True)[0][1])
+    assert [p.name for p in folder.rglob("*")] == ["artifact.json"]
