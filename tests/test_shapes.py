@@ -134,6 +134,32 @@ def test_a_build_that_would_not_fit_in_memory_fails_with_the_memory_it_needs(tin
     assert built["status"] == "failed" and built["reason"].startswith("the onnxruntime export failed: the onnxrun")
 
 
+def test_a_build_the_disk_cannot_hold_stops_with_its_size_and_leaves_no_artifact(tiny_en_dir, tmp_path, monkeypatch):
+    """Refused before it starts (from the artifact sizes the backend measured), and one that fills the disk
+    anyway names the step and what it had written; neither leaves a folder, and neither is cached as failed."""
+    import errno
+
+    from whisperbench.backends import pytorch
+    from whisperbench.errors import UserError
+
+    params = config.validate(minimal_params(backends={"pytorch": {"precisions": ["fp32"]}}))
+    monkeypatch.setattr(pytorch, "BUILD_DISK", {"fp32": (4, 1e9)})
+    with pytest.raises(
+        UserError, match=r"tiny.en/pytorch/fp32 build: the pytorch fp32 step writes about 37760256.0 GB for 38 M"
+    ):
+        artifacts.build(tiny_en_dir, "tiny.en", "pytorch", "fp32", params, tmp_path / "pt")
+    monkeypatch.setattr(pytorch, "BUILD_DISK", {})
+
+    def fill_the_disk(source, precision, options, out, context):
+        (out / "half.bin").write_bytes(b"0" * 3_000_000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pytorch, "prepare", fill_the_disk)
+    with pytest.raises(UserError, match=r"fp32 build: the disk filled up after the step had written 0.00 GB"):
+        artifacts.build(tiny_en_dir, "tiny.en", "pytorch", "fp32", params, tmp_path / "pt")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unchanged_artifact_is_verified_without_reading_its_files(tmp_path, monkeypatch):
     """Sizes and times only while nothing changed since sealing; every sha256 again once a file was touched."""
     import os

@@ -19,7 +19,7 @@ from pathlib import Path
 from whisperbench.backends import registry
 from whisperbench.backends.base import BuildContext, Decoding
 from whisperbench.errors import UserError
-from whisperbench.io import atomic_dir, read_json, read_jsonl, sha256_file, write_json
+from whisperbench.io import DISK_FULL, atomic_dir, read_json, read_jsonl, sha256_file, write_json
 from whisperbench.metrics import provenance
 from whisperbench.models import fetch
 
@@ -75,7 +75,7 @@ def memory_problem(backend: str, step: str, n_parameters: int | None) -> str | N
     measurement. Checked before the step runs, so it fails with this line instead of being killed."""
     import psutil
 
-    coefficients = getattr(registry.get(backend).load_module(), "BUILD_MEMORY", {}).get(step)
+    coefficients = _coefficients(backend, "BUILD_MEMORY", step)
     if not coefficients or not n_parameters:
         return None
     base_mb, per_parameter = coefficients
@@ -90,6 +90,50 @@ def memory_problem(backend: str, step: str, n_parameters: int | None) -> str | N
     )
 
 
+def _coefficients(backend: str, table: str, step: str) -> tuple[float, float] | None:
+    return getattr(registry.get(backend).load_module(), table, {}).get(step)
+
+
+def disk_problem(backend: str, step: str, n_parameters: int | None, staging: Path) -> str | None:
+    """Why a build step would not fit on the disk of its `staging` folder, from the size its backend's artifacts
+    measured (`BUILD_DISK[step] = (MB, bytes per parameter)`); None: it fits, or no measurement."""
+    coefficients = _coefficients(backend, "BUILD_DISK", step)
+    if not coefficients or not n_parameters:
+        return None
+    base_mb, per_parameter = coefficients
+    need_mb = base_mb + per_parameter * n_parameters / 1e6
+    free_mb = shutil.disk_usage(staging).free / 1e6
+    if need_mb <= free_mb:
+        return None
+    return (
+        f"the {backend} {step} step writes about {need_mb / 1e3:.1f} GB for {n_parameters / 1e6:.0f} M parameters "
+        f"(measured {base_mb:.0f} MB + {per_parameter:.2f} bytes per parameter); {free_mb / 1e3:.1f} GB are free on "
+        f"the disk that holds {staging.parent}: free space, then re-run the same command"
+    )
+
+
+@contextlib.contextmanager
+def _disk_full_names_the_step(label: str, staging: Path):
+    """A step that fills the disk: one line naming it and how much it had written (its staging folder is
+    then removed, so no half artifact is left)."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        written_mb = sum(f.stat().st_size for f in _files(staging)) / 1e6
+        free_mb = shutil.disk_usage(staging).free / 1e6
+        raise UserError(
+            f"{label}: the disk filled up after the step had written {written_mb / 1e3:.2f} GB ({free_mb:.0f} MB "
+            f"left, {error.strerror}); nothing was kept: free space, then re-run the same command"
+        ) from None
+
+
+def _check_disk(backend: str, step: str, n_parameters: int | None, staging: Path, label: str) -> None:
+    if problem := disk_problem(backend, step, n_parameters, staging):
+        raise UserError(f"{label}: {problem}")
+
+
 def export(model_dir: str | Path, model: str, backend: str, params: dict, calibration: str | Path, output) -> dict:
     """The backend's one FP32 export of a model, checked against PyTorch on the calibration clips (or a
     failed record, with the reason, where it would not fit in memory)."""
@@ -98,11 +142,13 @@ def export(model_dir: str | Path, model: str, backend: str, params: dict, calibr
     rows = read_jsonl(calibration)
     record = {"model": model, "backend": backend, "weights_sha256": source["weights_sha256"]}
     record["n_parameters"] = source.get("n_parameters")
+    label = f"{model}/{backend} export"
     with atomic_dir(output) as staging:
         if problem := memory_problem(backend, "export", record["n_parameters"]):
             log.error("%s/%s: %s", model, backend, problem)
             return _seal(staging, record | {"status": "failed", "reason": problem})
-        with _measured() as cost:
+        _check_disk(backend, "export", record["n_parameters"], staging, label)
+        with _measured() as cost, _disk_full_names_the_step(label, staging):
             check = module.export(fetch.hf_dir(model_dir), _options(backend, params), _context(params), rows, staging)
         return _seal(staging, record | {"status": "ok", "check": check} | cost)
 
@@ -126,11 +172,13 @@ def build(model_dir: str | Path, model: str, backend: str, precision: str, param
     spec = registry.get(backend)
     source_dir, source = _source(spec, model_dir)
     record = {"model": model, "backend": backend, "precision": precision, "weights_sha256": source["weights_sha256"]}
+    label = f"{model}/{backend}/{precision} build"
     with atomic_dir(output) as staging:
         if reason := _refused(spec, precision, source):
             log.error("%s/%s/%s: %s", model, backend, precision, reason)
             return _seal(staging, record | {"status": "failed", "reason": reason})
-        with _measured() as cost:
+        _check_disk(backend, precision, source.get("n_parameters"), staging, label)
+        with _measured() as cost, _disk_full_names_the_step(label, staging):
             try:
                 details = spec.load_module().prepare(
                     source_dir, precision, _options(backend, params), staging, _context(params)
@@ -139,6 +187,8 @@ def build(model_dir: str | Path, model: str, backend: str, precision: str, param
             except (UserError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as error:  # a recipe that fails for this model: record it, let the other cells go on
+                if isinstance(error, OSError) and error.errno in DISK_FULL:
+                    raise  # the machine's state, not the recipe's: named by _disk_full_names_the_step
                 log.exception("%s/%s/%s: the %s recipe failed", model, backend, precision, precision)
                 for leftover in staging.iterdir():
                     shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()

@@ -15,7 +15,7 @@ from pathlib import Path
 from whisperbench.errors import UserError
 
 # A full disk or quota: the one write error a user fixes outside the project (then re-runs the same command).
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _disk_full(target: Path, error: OSError) -> UserError:
@@ -45,7 +45,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield temp
         os.replace(temp, target)
     except OSError as error:
-        if error.errno in _DISK_FULL:
+        if error.errno in DISK_FULL:
             raise _disk_full(target, error) from None
         raise
     finally:
@@ -65,7 +65,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(target)
         os.replace(temp, target)
     except OSError as error:
-        if error.errno in _DISK_FULL:
+        if error.errno in DISK_FULL:
             raise _disk_full(target, error) from None
         raise
     finally:

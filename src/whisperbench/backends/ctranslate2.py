@@ -59,6 +59,14 @@ BUILD_MEMORY = {
     "int8_float32": (614, 3.87),
 }
 
+# Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
+# cells; a build is refused before it starts where the disk has less free (artifacts.py).
+BUILD_DISK = {
+    "fp32": (9, 4.00),
+    "int8": (13, 1.00),
+    "int8_float32": (12, 1.01),
+}
+
 
 @dataclass(frozen=True)
 class Options(BackendOptions):

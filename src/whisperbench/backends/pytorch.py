@@ -38,6 +38,16 @@ BUILD_MEMORY = {
     "int8": (498, 5.7),
 }
 
+# Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
+# cells; a build is refused before it starts where the disk has less free (artifacts.py).
+BUILD_DISK = {
+    "bf16": (4, 2.00),
+    "fp16": (4, 2.00),
+    "fp32": (4, 4.00),
+    "int4": (83, 0.79),
+    "int8": (73, 1.20),
+}
+
 
 @dataclass(frozen=True)
 class Options(BackendOptions):

@@ -53,6 +53,17 @@ BUILD_MEMORY = {
     "pal6": (2263, 35.45),
 }
 
+# Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
+# cells; a build is refused before it starts where the disk has less free (artifacts.py).
+BUILD_DISK = {
+    "fp16": (4, 2.00),
+    "fp32": (4, 4.00),
+    "int4": (5, 0.56),
+    "int8": (5, 1.00),
+    "pal4": (4, 0.51),
+    "pal6": (4, 0.77),
+}
+
 
 @dataclass(frozen=True)
 class Options(BackendOptions):

@@ -60,6 +60,16 @@ BUILD_MEMORY = {
     "int8_static": (608, 37.13),
 }
 
+# Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
+# cells; a build is refused before it starts where the disk has less free (artifacts.py).
+BUILD_DISK = {
+    "fp16": (5, 2.00),
+    "fp32": (5, 4.00),
+    "int4": (21, 0.69),
+    "int8_dynamic": (31, 1.09),
+    "int8_static": (18, 1.52),
+}
+
 
 @dataclass(frozen=True)
 class Options(BackendOptions):

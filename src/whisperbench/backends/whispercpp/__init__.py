@@ -43,6 +43,15 @@ BUILD_MEMORY = {
     "q8_0": (587, 1.69),
 }
 
+# Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
+# cells; a build is refused before it starts where the disk has less free (artifacts.py).
+BUILD_DISK = {
+    "f16": (2, 2.01),
+    "q4_0": (4, 0.58),
+    "q5_0": (4, 0.71),
+    "q8_0": (4, 1.08),
+}
+
 
 @dataclass(frozen=True)
 class Options(BackendOptions):
