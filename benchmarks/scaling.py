@@ -178,18 +178,30 @@ def memory_fits(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
     """Per backend and build step (each precision, and the export), the least-squares line of the step's
     peak memory on the parameter count: [MB, bytes per parameter] (MB per million parameters), the
     backends' BUILD_MEMORY."""
+    return _line_fits(
+        rows, lambda row: ((row["precision"], row["build_peak_rss_mb"]), ("export", row["export_peak_rss_mb"]))
+    )
+
+
+def disk_fits(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Per backend and precision, the least-squares line of the artifact's size on the parameter count:
+    [MB, bytes per parameter], the backends' BUILD_DISK."""
+    return _line_fits(rows, lambda row: ((row["precision"], row["size_mb"]),))
+
+
+def _line_fits(rows: list[dict], measured) -> dict[str, dict[str, list[float]]]:
     import numpy as np
 
     points: dict[tuple[str, str], dict[float, float]] = {}
     for row in rows:
-        for step, peak in ((row["precision"], row["build_peak_rss_mb"]), ("export", row["export_peak_rss_mb"])):
-            if peak and row["params_m"]:
-                points.setdefault((row["backend"], step), {})[row["params_m"]] = peak
+        for step, value in measured(row):
+            if value and row["params_m"]:
+                points.setdefault((row["backend"], step), {})[row["params_m"]] = value
     fits: dict[str, dict[str, list[float]]] = {}
     for (backend, step), by_size in sorted(points.items()):
         if len(by_size) >= 2:
             slope, intercept = np.polyfit(list(by_size), list(by_size.values()), 1)
-            fits.setdefault(backend, {})[step] = [round(float(intercept)), round(float(slope), 2)]
+            fits.setdefault(backend, {})[step] = [max(round(float(intercept)), 0), round(float(slope), 2)]
     return fits
 
 
@@ -238,15 +250,21 @@ def report(study: Path, out: Path) -> None:
     lines += ["", "Fitted exponents (log metric against log parameters, reference precision per backend):", ""]
     lines += ["| backend | " + " | ".join(METRICS.values()) + " |", "|---|" + "---|" * len(METRICS)]
     lines += [f"| {b} | " + " | ".join(_cell(s.get(m)) for m in METRICS) + " |" for b, s in fitted.items()]
-    memory = memory_fits(rows)
-    lines += ["", "Build peak memory, fitted (each backend's BUILD_MEMORY): MB + bytes per parameter", ""]
-    lines += [
-        f"- {b}: " + ", ".join(f"{step} {mb} + {per}" for step, (mb, per) in steps.items())
-        for b, steps in memory.items()
-    ]
+    memory, disk = memory_fits(rows), disk_fits(rows)
+    for title, fits in (("Build peak memory", memory), ("Artifact size on disk", disk)):
+        lines += [
+            "",
+            f"{title}, fitted (each backend's BUILD_{title.split()[-1].upper()}): MB + bytes per parameter",
+            "",
+        ]
+        lines += [
+            f"- {b}: " + ", ".join(f"{step} {mb} + {per}" for step, (mb, per) in steps.items())
+            for b, steps in fits.items()
+        ]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     machine = {"cpu": provenance.cpu_info(), "libraries": provenance.library_versions()}
-    write_json(out.with_suffix(".json"), machine | {"cells": rows, "exponents": fitted, "build_memory": memory})
+    fitted_lines = {"build_memory": memory, "build_disk": disk}
+    write_json(out.with_suffix(".json"), machine | {"cells": rows, "exponents": fitted} | fitted_lines)
 
 
 def main() -> None:
