@@ -106,3 +106,17 @@ def test_every_schema_key_has_a_description():
             walk(node["additionalProperties"], f"{where}.*")
 
     walk(schema, "params")
+
+
+def test_a_step_of_one_backend_imports_none_of_the_others_libraries():
+    """A pass process's memory is its backend's and its model's: validating params for one cell's backend
+    probes only that backend's support on this machine (here whisper.cpp: neither torch nor ctranslate2)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from whisperbench import config; config.load('params.yaml', {'whispercpp'}); "
+        "print(sorted(m for m in ('torch', 'ctranslate2', 'onnxruntime', 'transformers') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -96,6 +96,7 @@ def test_compressed_packages_are_the_expected_fraction_and_say_how_weights_are_s
     assert size["fp16"] == pytest.approx(size["fp32"] / 2, rel=0.05)
     assert size["int8"] == pytest.approx(size["fp32"] / 4, rel=0.10)
     assert size["pal4"] < size["int4"] < size["pal6"] < size["int8"]
+    assert all(0 < record["weights_bytes"] < record["size_bytes"] for _, record in built.values())
     assert built["pal4"][1]["weights_stored_as"]["constexpr_lut_to_dense"] > 60
     # grouped palettes: the 1500 encoder positions (not a multiple of 8) are grouped along their input channels
     assert built["pal4"][1]["kept_float"] == built["pal6"][1]["kept_float"] == []

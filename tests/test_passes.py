@@ -94,3 +94,4 @@ def test_both_passes_on_real_clips_agree_and_count_the_long_utterance(fp32_artif
     assert metrics["rtfx_batched"] == timing["throughput"]["rtfx"]
     assert timing["peak_rss_separate"] is True
     assert metrics["peak_rss_mb"] > 100 and metrics["peak_rss_loading_mb"] > 100
+    assert 0 < metrics["baseline_rss_mb"] < metrics["peak_rss_loading_mb"]  # the harness before the backend loads

@@ -52,6 +52,9 @@ def test_quantized_artifacts_are_smaller_and_name_their_library(built):
     size = {p: record["size_bytes"] for p, (_, record) in built.items()}
     assert size["fp16"] < 0.55 * size["fp32"] and size["bf16"] < 0.55 * size["fp32"]
     assert size["int8"] < size["fp32"] and size["int4"] < size["int8"]
+    weights = {p: record["weights_bytes"] for p, (_, record) in built.items()}
+    assert 0.95 * size["fp32"] < weights["fp32"] < size["fp32"]  # the processor's files are the rest
+    assert all(0 < weights[p] < size[p] for p in size)
     assert built["int8"][1]["library"].startswith("torchao")
     assert built["int4"][1]["library"].startswith("optimum-quanto")
 

@@ -39,6 +39,7 @@ def test_the_model_file_has_whisper_cpp_layout_and_the_quantized_ones_are_smalle
     assert struct.unpack("12i", header)[0] == backend.MAGIC and struct.unpack("12i", header)[11] == 1
     size = {p: r["size_bytes"] for p, (_, r) in built.items()}
     assert size["q4_0"] < size["q5_0"] < size["q8_0"] < 0.6 * size["f16"]
+    assert all(0 < r["weights_bytes"] < r["size_bytes"] for _, r in built.values())
     assert built["q8_0"][1]["tensors_by_type"]["f16"] == 2  # the two convolutions
 
 

@@ -153,6 +153,15 @@ def export(model_dir: str | Path, model: str, backend: str, params: dict, calibr
         return _seal(staging, record | {"status": "ok", "check": check} | cost)
 
 
+def _weights_bytes(spec, folder: Path) -> int | None:
+    """Bytes of the weight tensors alone (payloads, scales, embeddings, norms; no graphs, tokenizer or format
+    overhead), from the backend's own reading of its files (`stored_tensors`)."""
+    module = spec.load_module()
+    if not hasattr(module, "stored_tensors"):
+        return None
+    return sum(tensor.nbytes for tensor in module.stored_tensors(folder))
+
+
 def _source(spec, model_dir: str | Path) -> tuple[Path, dict]:
     """What a build reads (its export, or the fetched HF folder) and that source's record."""
     if spec.exports:
@@ -183,7 +192,7 @@ def build(model_dir: str | Path, model: str, backend: str, precision: str, param
                 details = spec.load_module().prepare(
                     source_dir, precision, _options(backend, params), staging, _context(params)
                 )
-                record |= {"status": "ok", **details}
+                record |= {"status": "ok", **details, "weights_bytes": _weights_bytes(spec, staging)}
             except (UserError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as error:  # a recipe that fails for this model: record it, let the other cells go on

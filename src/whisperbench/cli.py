@@ -33,7 +33,8 @@ def model_arguments(arguments: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def start(arguments: argparse.Namespace) -> dict:
-    """Set up logging (console + the step's log file) and return the validated params."""
+    """Set up logging (console + the step's log file) and return the validated params (a step of one
+    backend probes only that backend's support on this machine: see `config.validate`)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if arguments.log:
         arguments.log.parent.mkdir(parents=True, exist_ok=True)
@@ -46,4 +47,5 @@ def start(arguments: argparse.Namespace) -> dict:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*register_constant.*")
     log.info("command: %s", " ".join(sys.argv))
-    return config.load(arguments.params)
+    backend = getattr(arguments, "backend", None)
+    return config.load(arguments.params, {backend} if backend else None)

@@ -168,7 +168,9 @@ def _check_model_shapes(params: dict, source: str) -> None:
                 raise UserError(f"{source}: models: {model}: backend {name} cannot run it: {problem}")
 
 
-def _check_backends(params: dict, source: str) -> None:
+def _check_backends(params: dict, source: str, machine_checks: set[str] | None) -> None:
+    """Each backend's options and precisions; this machine's support for them (kernels, compute types,
+    devices: these import the backend's libraries) for the backends in `machine_checks` (None: all)."""
     from whisperbench.backends import registry
 
     for name, backend in params["backends"].items():
@@ -179,7 +181,8 @@ def _check_backends(params: dict, source: str) -> None:
             options = spec.options_class().from_params(backend.get("options", {}))
         except (TypeError, ValueError) as error:
             raise UserError(f"{source}: backends.{name}.options: {error}") from None
-        _check_backend_hooks(spec, options, params, source)
+        on_this_machine = machine_checks is None or name in machine_checks
+        _check_backend_hooks(spec, options, params, source, on_this_machine)
         module = spec.load_module()
         for precision in backend["precisions"]:
             if precision not in spec.precisions:
@@ -187,7 +190,7 @@ def _check_backends(params: dict, source: str) -> None:
                     f"{source}: backends.{name}.precisions: {precision!r} is not supported by {name}; "
                     f"supported: {', '.join(spec.precisions)}"
                 )
-            reason = spec.unsupported_reason(precision)
+            reason = spec.unsupported_reason(precision) if on_this_machine else None
             if reason:
                 raise UserError(f"{source}: backends.{name}.precisions: {precision} cannot run here: {reason}")
             # a precision the chosen options cannot run (e.g. a CPU-only quantized layout on device cuda)
@@ -195,11 +198,13 @@ def _check_backends(params: dict, source: str) -> None:
                 raise UserError(f"{source}: backends.{name}.precisions: {precision}: {problem}")
 
 
-def _check_backend_hooks(spec, options, params: dict, source: str) -> None:
+def _check_backend_hooks(spec, options, params: dict, source: str, on_this_machine: bool) -> None:
     """A backend's own checks of the decoding rules and of this machine (e.g. a CUDA provider)."""
     module = spec.load_module()
     if hasattr(module, "decoding_problem") and (problem := module.decoding_problem(params["decoding"])):
         raise UserError(f"{source}: {problem} (backend {spec.name})")
+    if not on_this_machine:
+        return
     if hasattr(module, "environment_problem") and (problem := module.environment_problem(options)):
         raise UserError(f"{source}: backends.{spec.name}.options.{problem}")
 
@@ -214,8 +219,10 @@ def _check_report(params: dict, source: str) -> None:
         )
 
 
-def validate(params: dict, source: str = "params.yaml") -> dict:
-    """Schema + semantic checks; returns the params with defaults filled in."""
+def validate(params: dict, source: str = "params.yaml", machine_checks: set[str] | None = None) -> dict:
+    """Schema + semantic checks; returns the params with defaults filled in. `machine_checks`: the backends
+    whose support on this machine to probe (None: every configured one; a step of one cell probes its own,
+    so its process holds only that backend's libraries)."""
     if not isinstance(params, dict):
         raise UserError(f"{source}: expected a mapping of keys at the top level")
     filled = check_schema(params, source)
@@ -223,13 +230,13 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
     _check_sample_sizes(filled, source)
     _check_calibration(filled, source)
     _check_models(filled, source)
-    _check_backends(filled, source)
+    _check_backends(filled, source, machine_checks)
     _check_model_shapes(filled, source)
     _check_report(filled, source)
     return filled
 
 
-def load(path: str | Path) -> dict:
+def load(path: str | Path, machine_checks: set[str] | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found; copy params.yaml or pass --params PATH")
@@ -237,7 +244,7 @@ def load(path: str | Path) -> dict:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
-    return validate(params, str(path))
+    return validate(params, str(path), machine_checks)
 
 
 def cells(params: dict) -> list[Cell]:

@@ -259,6 +259,7 @@ def _time_subset(run: _Pass, params: dict, progress: bool) -> tuple[list[dict], 
     from tqdm import tqdm
 
     timing = params["timing"]
+    baseline_rss = provenance.rss_mb()  # the harness alone: what the cell's backend, weights and clips add is theirs
     transcriber, load_s = run.load(timing["threads"])
     clips = [audio_io.load(u["audio_path"]) for u in run.utterances]
     forced = run.forced_lengths()
@@ -280,6 +281,7 @@ def _time_subset(run: _Pass, params: dict, progress: bool) -> tuple[list[dict], 
         "load_s": load_s,
         "n_utterances": len(rows),
         "throughput": throughput,
+        "baseline_rss_mb": round(baseline_rss, 1) if baseline_rss else None,
         "peak_rss_loading_mb": round(loading_rss, 1),
         # while transcribing (warm-ups included); where the peak cannot be reset, the process's lifetime peak
         "peak_rss_mb": round(provenance.peak_rss_since_reset_mb() if separate_peaks else provenance.peak_rss_mb(), 1),

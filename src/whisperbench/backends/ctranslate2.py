@@ -26,7 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, Hypothesis, Transcription, prompt_tokens
+from whisperbench.backends.base import (
+    BackendOptions,
+    BuildContext,
+    Decoding,
+    Hypothesis,
+    Transcription,
+    pin_feature_threads,
+    prompt_tokens,
+)
 
 # precision → CTranslate2 compute type
 COMPUTE_TYPES = {
@@ -195,6 +203,7 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
         str(artifact_dir), device="cpu", compute_type=compute_type, intra_threads=threads, inter_threads=1
     )
     processor = WhisperProcessor.from_pretrained(artifact_dir / PROCESSOR)
+    pin_feature_threads(threads)
     generation_config = GenerationConfig.from_pretrained(artifact_dir / PROCESSOR)
     return CTranslate2Transcriber(whisper, processor, generation_config, decoding, compute_type)
 

@@ -75,6 +75,11 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
 
 
+def rss_mb() -> float | None:
+    """VmRSS: the resident memory of this process now (Linux only)."""
+    return _status_mb("VmRSS:")
+
+
 def reset_peak_rss() -> bool:
     """Start measuring a new peak (Linux: writing 5 to /proc/self/clear_refs resets VmHWM); False elsewhere."""
     try:
@@ -87,10 +92,14 @@ def reset_peak_rss() -> bool:
 
 def peak_rss_since_reset_mb() -> float | None:
     """VmHWM: the peak resident memory since the last `reset_peak_rss` (Linux only)."""
+    return _status_mb("VmHWM:")
+
+
+def _status_mb(field: str) -> float | None:
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass

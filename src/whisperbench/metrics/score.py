@@ -141,6 +141,10 @@ def _asked(accuracy: dict, timing: dict) -> dict:
     }
 
 
+def _mb(n_bytes: int | None) -> float | None:
+    return n_bytes / 1e6 if n_bytes is not None else None
+
+
 def failed(accuracy: dict, timing: dict) -> dict:
     """A cell whose artifact could not be built, or whose backend raised in a pass: kept in the table
     with the reason, no numbers."""
@@ -179,6 +183,8 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
         "rtfx_batched": throughput.get("rtfx"),
         "peak_rss_mb": timing.get("peak_rss_mb"),
         "peak_rss_loading_mb": timing.get("peak_rss_loading_mb"),
+        "baseline_rss_mb": timing.get("baseline_rss_mb"),
         "size_mb": accuracy["artifact"]["size_bytes"] / 1e6,
+        "weights_mb": _mb(accuracy["artifact"].get("weights_bytes")),
         "unstable_texts": sum(not row["all_runs_same_text"] for row in timed),
     }

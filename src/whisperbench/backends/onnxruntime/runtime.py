@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whisperbench.backends.base import Decoding, Hypothesis, Transcription, prompt_tokens
+from whisperbench.backends.base import Decoding, Hypothesis, Transcription, pin_feature_threads, prompt_tokens
 from whisperbench.backends.onnxruntime import PROVIDERS, Options, environment_problem, graphs
 
 
@@ -154,4 +154,5 @@ def load(artifact_dir: Path, precision: str, options: Options, decoding: Decodin
             "its data/exports/<model>/onnxruntime folder and re-run"
         )
     processor = WhisperProcessor.from_pretrained(artifact_dir)
+    pin_feature_threads(threads)
     return OnnxTranscriber(*sessions, processor, GenerationConfig.from_pretrained(artifact_dir), decoding)
