@@ -353,3 +353,20 @@ def test_random_weight_cells_keep_speed_and_leave_wer_empty_with_the_reason(tmp_
     assert "weights random: shape-true random weights" in text and "Smaller than asked" not in text
     assert "large-v3: the weights are stored in float16" in text
     plots.write_plots(frame, [tmp_path / "wer_vs_size.png", tmp_path / "rtfx_vs_size.png"])
+
+
+def test_an_encoder_cut_before_the_cross_attention_kv_is_flagged_and_marked_in_the_latency_figure():
+    """One cut point for every backend: where a runtime's API hides the K/V inside generation (CTranslate2),
+    its cells say so in the table and carry † in the latency figure, whose caption defines the cut."""
+    from types import SimpleNamespace
+
+    from whisperbench.metrics.score import CROSS_KV_ELSEWHERE, timing_spread
+    from whisperbench.report import plots
+
+    rows = [{"audio_s": 4.0, "total_ms_runs": [1000.0, 1001.0]}]
+    assert timing_spread(rows, {}, "ctranslate2")["timing_flags"] == CROSS_KV_ELSEWHERE
+    assert timing_spread(rows, {}, "onnxruntime")["timing_flags"] is None
+    cell = {"model": "tiny.en", "precision": "int8", "numerics": None}
+    assert plots._stage_label(SimpleNamespace(backend="ctranslate2", **cell)) == "tiny.en int8 CT2 †"
+    assert plots._stage_label(SimpleNamespace(backend="pytorch", **cell)) == "tiny.en int8 PT"
+    assert "cross-attention K/V" in plots.CUT_POINT_CAPTION

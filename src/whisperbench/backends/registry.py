@@ -21,6 +21,10 @@ class BackendSpec:
     # True where the thread count changes the numerics (ggml splits its reductions across threads): the
     # accuracy pass then runs on `timing.threads` too, so both passes decode with the same arithmetic.
     threads_change_numerics: bool = False
+    # True where the runtime's API computes the decoder's cross-attention keys/values inside generation (so
+    # its encoder ms stops before them, unlike every other backend's): its cells are flagged in the table and
+    # marked in the latency figure, their K/V counted in the first decoder step instead.
+    encoder_excludes_cross_kv: bool = False
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -64,6 +68,7 @@ BACKENDS: dict[str, BackendSpec] = {
         precisions=("fp32", "fp16", "bf16", "int16", "int8", "int8_float32", "int8_bf16", "int8_fp16"),
         label="CT2",
         peer=True,
+        encoder_excludes_cross_kv=True,  # encode() only; generate() computes the K/V
     ),
     "whispercpp": BackendSpec(
         name="whispercpp",

@@ -63,10 +63,16 @@ NOISY_CV = 0.05  # repeats of one utterance vary more than this: the cell's timi
 CONTENDED_CORES = 0.25  # other processes used more than this many cores while the cell was timed
 
 
-def timing_spread(rows: list[dict], timing: dict) -> dict:
+CROSS_KV_ELSEWHERE = "encoder ms without the cross-attention K/V (its API computes them in the first decoder step)"
+
+
+def timing_spread(rows: list[dict], timing: dict, backend: str | None = None) -> dict:
     """How far to trust a cell's times: the median over utterances of their repeats' coefficient of
-    variation, the interquartile range of the cell's RTFx over repeats, and how busy the machine was."""
+    variation, the interquartile range of the cell's RTFx over repeats, how busy the machine was, and
+    whether its encoder ms stops at another cut point than every other backend's."""
     import numpy as np
+
+    from whisperbench.backends import registry
 
     runs = [row["total_ms_runs"] for row in rows if len(row.get("total_ms_runs", [])) > 1]
     cv = _median(float(np.std(r) / np.mean(r)) for r in runs) if runs else None
@@ -81,6 +87,9 @@ def timing_spread(rows: list[dict], timing: dict) -> dict:
         flags.append(f"noisy (repeats vary {100 * cv:.0f} %)")
     if others is not None and others > CONTENDED_CORES:
         flags.append(f"contended (other processes used {others:.2f} cores)")
+    spec = registry.BACKENDS.get(backend)
+    if rows and spec and spec.encoder_excludes_cross_kv:
+        flags.append(CROSS_KV_ELSEWHERE)
     return {"timing_cv": cv, "rtfx_iqr": iqr, "other_load_cores": others, "timing_flags": "; ".join(flags) or None}
 
 
@@ -178,7 +187,7 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
         **word_errors(evaluated),
         "n_timed": len(timed),
         **speed(timed),
-        **timing_spread(timed, timing),
+        **timing_spread(timed, timing, accuracy["cell"]["backend"]),
         **agreed,
         "rtfx_batched": throughput.get("rtfx"),
         "peak_rss_mb": timing.get("peak_rss_mb"),

@@ -21,6 +21,10 @@ MAX_PLOTTED_WER = 100  # %: cells above it are named on the panel instead of dra
 LABEL_POINTS = 7
 STAGES = (("features_ms", "features"), ("encoder_ms", "encoder"), ("first_step_ms", "first decoder step"))
 STAGES += (("decode_ms", "remaining decode"),)
+CUT_POINT_CAPTION = (
+    "encoder: the encoder and every decoder layer's cross-attention K/V projections; "
+    "†: the runtime computes the K/V inside generation, so they are in its first decoder step"
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,14 @@ def _label(row) -> str:
     # "*": weights of this backend, numerics of another (Core ML off macOS); the legend says so
     star = "*" if isinstance(getattr(row, "numerics", None), str) else ""
     return f"{row.model} {row.precision} {(backend.label if backend else '') or row.backend}{star}"
+
+
+def _stage_label(row) -> str:
+    """A cell's label in the latency figure: † where its encoder bar stops before the cross-attention K/V."""
+    from whisperbench.backends import registry
+
+    backend = registry.BACKENDS.get(row.backend)
+    return _label(row) + (" †" if backend and backend.encoder_excludes_cross_kv else "")
 
 
 class Style:
@@ -303,7 +315,7 @@ def latency_breakdown(frame, title: str, outputs: list[Path]) -> None:
     colors = plt.get_cmap("Set2")
     for axis, dataset in panels:
         cells = timed[timed["dataset"] == dataset].sort_values(["model", "backend", "precision"])
-        names = [_label(row) for row in cells.itertuples()]
+        names = [_stage_label(row) for row in cells.itertuples()]
         left = [0.0] * len(cells)
         for index, (column, name) in enumerate(STAGES):
             values = list(cells[column])
@@ -317,7 +329,8 @@ def latency_breakdown(frame, title: str, outputs: list[Path]) -> None:
     handles, names = panels[0][0].get_legend_handles_labels()
     figure.legend(handles, names, loc="lower center", ncol=len(STAGES), fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=11)
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.text(0.5, 0.005, CUT_POINT_CAPTION, ha="center", va="bottom", fontsize=6.5, wrap=True)
+    figure.tight_layout(rect=(0, 0.09, 1, 1))
     _save(figure, outputs)
 
 
