@@ -160,6 +160,31 @@ def test_a_build_the_disk_cannot_hold_stops_with_its_size_and_leaves_no_artifact
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_large_build_step_runs_alone_and_small_ones_together(tmp_path, monkeypatch):
+    """Parallel jobs never add two large peaks: a step predicted above a quarter of the memory holds the
+    machine's build lock alone; small steps share it."""
+    import fcntl
+
+    from whisperbench.backends import pytorch
+
+    monkeypatch.setattr(artifacts, "MEMORY_LOCK", tmp_path / "lock")
+    monkeypatch.setattr(pytorch, "BUILD_MEMORY", {"fp32": (10, 1e5), "int8": (10, 1.0)})
+
+    def other_step_may_start() -> bool:
+        with open(tmp_path / "lock", "a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return False
+
+    with artifacts.memory_slot("pytorch", "fp32", 38_000_000):
+        assert not other_step_may_start()
+    with artifacts.memory_slot("pytorch", "int8", 38_000_000):
+        assert other_step_may_start()
+    assert other_step_may_start()
+
+
 def test_an_unchanged_artifact_is_verified_without_reading_its_files(tmp_path, monkeypatch):
     """Sizes and times only while nothing changed since sealing; every sha256 again once a file was touched."""
     import os

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from whisperbench.metrics import provenance
 from whisperbench.models import fetch
 
 MANIFEST = "artifact.json"
+EXCLUSIVE_SHARE = 0.25  # a build step predicted to need more than this share of the memory runs alone
+MEMORY_LOCK = Path(tempfile.gettempdir()) / "whisperbench-build-memory.lock"
 log = logging.getLogger("whisperbench")
 
 
@@ -69,25 +72,53 @@ def _measured():
     cost |= {"build_s": round(time.perf_counter() - start, 1), "build_peak_rss_mb": round(peak, 1)}
 
 
-def memory_problem(backend: str, step: str, n_parameters: int | None) -> str | None:
-    """Why a build step would not fit in this machine's memory, from its backend's measured peak
-    (`BUILD_MEMORY[step] = (MB, bytes per parameter)`, fitted on the scale study); None: it fits, or no
-    measurement. Checked before the step runs, so it fails with this line instead of being killed."""
-    import psutil
-
+def memory_need_mb(backend: str, step: str, n_parameters: int | None) -> float | None:
+    """A build step's peak memory from its backend's measurement (`BUILD_MEMORY[step] = (MB, bytes per
+    parameter)`, fitted on the scale study); None: no measurement."""
     coefficients = _coefficients(backend, "BUILD_MEMORY", step)
     if not coefficients or not n_parameters:
         return None
-    base_mb, per_parameter = coefficients
+    return coefficients[0] + coefficients[1] * n_parameters / 1e6
+
+
+def memory_problem(backend: str, step: str, n_parameters: int | None) -> str | None:
+    """Why a build step would not fit in this machine's memory (`memory_need_mb`); None: it fits, or no
+    measurement. Checked before the step runs, so it fails with this line instead of being killed."""
+    import psutil
+
+    need_mb = memory_need_mb(backend, step, n_parameters)
     memory = psutil.virtual_memory()  # available: free, reclaimable caches included, other jobs' use excluded
-    need_mb, available_mb = base_mb + per_parameter * n_parameters / 1e6, memory.available / 1e6
-    if need_mb <= available_mb:
+    if need_mb is None or need_mb <= memory.available / 1e6:
         return None
+    base_mb, per_parameter = _coefficients(backend, "BUILD_MEMORY", step)
     return (
         f"the {backend} {step} step needs about {need_mb / 1e3:.1f} GB of memory for {n_parameters / 1e6:.0f} M "
         f"parameters (measured peak {base_mb:.0f} MB + {per_parameter:.1f} bytes per parameter); this machine has "
-        f"{available_mb / 1e3:.1f} GB available of {memory.total / 1e9:.1f} GB"
+        f"{memory.available / 1e9:.1f} GB available of {memory.total / 1e9:.1f} GB"
     )
+
+
+@contextlib.contextmanager
+def memory_slot(backend: str, step: str, n_parameters: int | None):
+    """Run a build step beside others only if it is small: one predicted to need more than EXCLUSIVE_SHARE
+    of the machine's memory waits until no other build step runs, and they wait for it (a lock file shared
+    by every whisperbench process on the machine), so parallel jobs (`--cores 2`) never add two large
+    peaks (seen: Core ML fp16 and int8 of large-v3, 13 + 15 GB on 24, killed)."""
+    import psutil
+
+    need_mb = memory_need_mb(backend, step, n_parameters)
+    exclusive = need_mb is not None and need_mb > EXCLUSIVE_SHARE * psutil.virtual_memory().total / 1e6
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; steps run as the scheduler starts them
+        yield
+        return
+    with open(MEMORY_LOCK, "a", encoding="ascii") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _coefficients(backend: str, table: str, step: str) -> tuple[float, float] | None:
@@ -143,7 +174,7 @@ def export(model_dir: str | Path, model: str, backend: str, params: dict, calibr
     record = {"model": model, "backend": backend, "weights_sha256": source["weights_sha256"]}
     record["n_parameters"] = source.get("n_parameters")
     label = f"{model}/{backend} export"
-    with atomic_dir(output) as staging:
+    with memory_slot(backend, "export", record["n_parameters"]), atomic_dir(output) as staging:
         if problem := memory_problem(backend, "export", record["n_parameters"]):
             log.error("%s/%s: %s", model, backend, problem)
             return _seal(staging, record | {"status": "failed", "reason": problem})
@@ -182,7 +213,7 @@ def build(model_dir: str | Path, model: str, backend: str, precision: str, param
     source_dir, source = _source(spec, model_dir)
     record = {"model": model, "backend": backend, "precision": precision, "weights_sha256": source["weights_sha256"]}
     label = f"{model}/{backend}/{precision} build"
-    with atomic_dir(output) as staging:
+    with memory_slot(backend, precision, source.get("n_parameters")), atomic_dir(output) as staging:
         if reason := _refused(spec, precision, source):
             log.error("%s/%s/%s: %s", model, backend, precision, reason)
             return _seal(staging, record | {"status": "failed", "reason": reason})
