@@ -79,10 +79,19 @@ def stages(config: dict, models: list[str] | None, drop: list[str], per_backend:
     if not per_backend:
         return [(model, kept | {"models": [model]}) for model in ordered]
     return [
-        (f"{model}-{backend}", kept | {"models": [model], "backends": {backend: spec}})
+        (f"{model}-{backend}", kept | {"models": [model], "backends": {backend: spec}} | _baseline(kept, spec))
         for model in ordered
         for backend, spec in kept["backends"].items()
     ]
+
+
+def _baseline(config: dict, spec: dict) -> dict:
+    """A one-backend stage's report baseline: the study's, or that backend's first precision where it has
+    not got it (whisper.cpp has no fp32)."""
+    report = config.get("report", {})
+    if report.get("baseline_precision", "fp32") in spec["precisions"]:
+        return {}
+    return {"report": report | {"baseline_precision": spec["precisions"][0]}}
 
 
 def prune(study: Path, config: dict) -> None:

@@ -62,6 +62,8 @@ def test_per_backend_stages_and_pruning_keep_only_the_records(scaling, tmp_path)
     }
     names = [name for name, _ in scaling.stages(config, None, ["x:q"], per_backend=True)]
     assert names == ["tiny-pytorch", "base-pytorch"]
+    only_q = scaling.stages(config | {"report": {"baseline_precision": "fp32"}}, ["tiny"], [], per_backend=True)[1][1]
+    assert only_q["report"]["baseline_precision"] == "q"  # a backend without fp32 reports against its own
     folder = tmp_path / "data" / "artifacts" / "tiny" / "pytorch" / "int8"
     (folder / "weights").mkdir(parents=True)
     (folder / "weights" / "model.bin").write_bytes(b"0" * 10)
