@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from whisperbench import dag
+from whisperbench.artifacts import MANIFEST
 from whisperbench.io import write_json, write_text
 from whisperbench.metrics import provenance
 from whisperbench.models.architectures import ARCHITECTURES
@@ -94,22 +96,38 @@ def _baseline(config: dict, spec: dict) -> dict:
     return {"report": report | {"baseline_precision": spec["precisions"][0]}}
 
 
+PRUNED = Path("data/pruned")  # where a pruned folder's record is kept, outside the DAG's paths
+
+
 def prune(study: Path, config: dict) -> None:
-    """Delete the stage's exported and built files, keeping each folder's artifact.json record."""
+    """Delete the stage's exported and built files. Each folder's record (artifact.json: size, build time,
+    build peak memory) is copied under PRUNED first: the workflow removes a cached folder whose files are
+    missing before it plans (so it is rebuilt), which would take the record with it."""
     for model in config["models"]:
         for backend, spec in config["backends"].items():
-            _delete_files_but_records(study / dag.path("export", model=model, backend=backend))
-            for precision in spec["precisions"]:
-                _delete_files_but_records(
-                    study / dag.path("artifact", model=model, backend=backend, precision=precision)
-                )
+            folders = [dag.path("export", model=model, backend=backend)]
+            folders += [dag.path("artifact", model=model, backend=backend, precision=p) for p in spec["precisions"]]
+            for folder in folders:
+                record = study / folder / MANIFEST
+                if record.is_file():
+                    (study / PRUNED / folder).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(record, study / PRUNED / folder / MANIFEST)
+                _delete_files_but_records(study / folder)
+
+
+def _record(study: Path, folder: str) -> dict:
+    """A build's record: in its folder, or, once pruned and removed, its copy under PRUNED."""
+    for path in (study / folder / MANIFEST, study / PRUNED / folder / MANIFEST):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
 
 
 def _delete_files_but_records(folder: Path) -> None:
     for path in sorted(folder.rglob("*"), reverse=True):  # files before the folders that hold them
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
-        elif path.is_file() and path.name != "artifact.json":
+        elif path.is_file() and path.name != MANIFEST:
             path.unlink()
 
 
@@ -148,8 +166,7 @@ def _build_cost(study: Path, row: dict) -> dict:
         ("build", dag.path("artifact", model=row["model"], backend=row["backend"], precision=row["precision"])),
         ("export", dag.path("export", model=row["model"], backend=row["backend"])),
     ):
-        manifest = study / folder / "artifact.json"
-        record = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        record = _record(study, folder)
         cost[f"{prefix}_s"] = record.get("build_s")
         cost[f"{prefix}_peak_rss_mb"] = record.get("build_peak_rss_mb")
     return cost

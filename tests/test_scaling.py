@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,5 +69,9 @@ def test_per_backend_stages_and_pruning_keep_only_the_records(scaling, tmp_path)
     (folder / "weights").mkdir(parents=True)
     (folder / "weights" / "model.bin").write_bytes(b"0" * 10)
     (folder / "artifact.json").write_text("{}")
+    (folder / "artifact.json").write_text('{"build_s": 3.5}')
     scaling.prune(tmp_path, scaling.stages(config, ["tiny"], [], per_backend=True)[0][1])
     assert [p.name for p in folder.rglob("*")] == ["artifact.json"]
+    shutil.rmtree(folder)  # what the workflow does to a folder whose files are missing, before it plans
+    row = {"model": "tiny", "backend": "pytorch", "precision": "int8"}
+    assert scaling._build_cost(tmp_path, row)["build_s"] == 3.5  # from the record's copy
