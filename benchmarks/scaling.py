@@ -172,14 +172,27 @@ def _build_cost(study: Path, row: dict) -> dict:
     return cost
 
 
-def cells(study: Path) -> list[dict]:
-    """Every scored cell under the study's results/ (any stage's), with its build cost."""
+BUILD_COST = ("build_s", "build_peak_rss_mb", "export_s", "export_peak_rss_mb")
+
+
+def cells(study: Path, earlier: list[Path] = ()) -> list[dict]:
+    """Every scored cell under the study's results/ (any stage's), with its build cost; where the build
+    records are gone (a study folder whose data/ was deleted for disk), the cost an `earlier` report of the
+    same study recorded for that cell (the first report that has it)."""
+    recorded = {}
+    for report_path in reversed(earlier):
+        for row in json.loads(Path(report_path).read_text())["cells"]:
+            if row.get("build_s") is not None or row.get("export_s") is not None:
+                recorded[(row["model"], row["backend"], row["precision"])] = {k: row.get(k) for k in BUILD_COST}
     rows = []
     for path in sorted((study / "results").glob("*/*/*/*/metrics.json")):
         metrics = json.loads(path.read_text())
         row = {k: metrics.get(k) for k in ("model", "backend", "precision", "status", "peak_rss_loading_mb", *METRICS)}
         row["params_m"] = metrics["n_parameters"] / 1e6 if metrics.get("n_parameters") else None
-        rows.append(row | _build_cost(study, row))
+        cost = _build_cost(study, row)
+        if cost["build_s"] is None:
+            cost = recorded.get((row["model"], row["backend"], row["precision"]), cost)
+        rows.append(row | cost)
     return sorted(rows, key=lambda r: (r["params_m"] or math.inf, r["backend"], r["precision"]))
 
 
@@ -266,8 +279,8 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def report(study: Path, out: Path) -> None:
-    rows = cells(study)
+def report(study: Path, out: Path, earlier: list[Path] = ()) -> None:
+    rows = cells(study, earlier)
     fitted = exponents(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure(rows, fitted, out.with_suffix(".png"))
@@ -301,13 +314,20 @@ def main() -> None:
     parser.add_argument("--drop", nargs="+", default=[], help="backend:precision pairs to leave out of the run")
     parser.add_argument("--per-backend", action="store_true", help="one stage per model and backend")
     parser.add_argument("--prune", action="store_true", help="delete each stage's built files, keep their records")
+    parser.add_argument(
+        "--earlier",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="earlier reports of the study: build costs whose records are gone",
+    )
     parser.add_argument("--study", type=Path, help="a finished study's folder, to summarise")
     parser.add_argument("--out", type=Path, required=True, help="output prefix, e.g. benchmarks/results/scaling-DATE")
     arguments = parser.parse_args()
     if arguments.run:
         run(arguments.run, arguments.cores, arguments.out, arguments)
     if arguments.study:
-        report(arguments.study, arguments.out)
+        report(arguments.study, arguments.out, arguments.earlier)
 
 
 if __name__ == "__main__":

@@ -75,3 +75,16 @@ def test_per_backend_stages_and_pruning_keep_only_the_records(scaling, tmp_path)
     shutil.rmtree(folder)  # what the workflow does to a folder whose files are missing, before it plans
     row = {"model": "tiny", "backend": "pytorch", "precision": "int8"}
     assert scaling._build_cost(tmp_path, row)["build_s"] == 3.5  # from the record's copy
+
+
+def test_build_costs_whose_records_are_gone_come_from_an_earlier_report(scaling, tmp_path):
+    cell = tmp_path / "results" / "clean" / "tiny" / "pytorch" / "fp32"
+    cell.mkdir(parents=True)
+    (cell / "metrics.json").write_text(
+        json.dumps({"model": "tiny", "backend": "pytorch", "precision": "fp32", "status": "ok", "n_parameters": 4e7})
+    )
+    earlier = tmp_path / "earlier.json"
+    cost = {"build_s": 4.4, "build_peak_rss_mb": 591.0, "export_s": None, "export_peak_rss_mb": None}
+    earlier.write_text(json.dumps({"cells": [{"model": "tiny", "backend": "pytorch", "precision": "fp32"} | cost]}))
+    assert scaling.cells(tmp_path)[0]["build_s"] is None
+    assert scaling.cells(tmp_path, [earlier])[0]["build_s"] == 4.4
