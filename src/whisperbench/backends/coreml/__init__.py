@@ -40,15 +40,15 @@ MIN_IDENTICAL = 0.99  # share of check utterances whose decoder-step transcript 
 
 
 # Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
-# over tiny, base, small and large-v3-turbo with random weights (where each ran: benchmarks/scaling.py,
-# benchmarks/results/scaling-2026-12-03).
+# over tiny, base, small, medium, large-v3-turbo and large-v3 with random weights (where each ran:
+# benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
 # A step that would need more than the machine has available is refused before it starts (artifacts.py).
 BUILD_MEMORY = {
-    "export": (682, 13.38),
-    "fp16": (1346, 7.89),
-    "fp32": (537, 7.9),
-    "int4": (1235, 8.94),
-    "int8": (1250, 8.79),
+    "export": (951, 12.02),
+    "fp16": (1220, 8.71),
+    "fp32": (1025, 6.20),
+    "int4": (1289, 8.81),
+    "int8": (1298, 8.73),
     "pal4": (1076, 17.59),
     "pal6": (2263, 35.45),
 }

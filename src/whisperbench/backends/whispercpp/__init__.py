@@ -33,23 +33,23 @@ MAX_AUDIO_S = 30.0
 
 
 # Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
-# over tiny, base, small and large-v3-turbo with random weights (where each ran: benchmarks/scaling.py,
-# benchmarks/results/scaling-2026-12-03).
+# over tiny, base, small, medium, large-v3-turbo and large-v3 with random weights (where each ran:
+# benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
 # A step that would need more than the machine has available is refused before it starts (artifacts.py).
 BUILD_MEMORY = {
-    "f16": (560, 1.7),
-    "q4_0": (577, 1.7),
-    "q5_0": (586, 1.68),
-    "q8_0": (587, 1.69),
+    "f16": (687, 1.89),
+    "q4_0": (708, 1.88),
+    "q5_0": (712, 1.87),
+    "q8_0": (713, 1.88),
 }
 
 # Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
 # cells; a build is refused before it starts where the disk has less free (artifacts.py).
 BUILD_DISK = {
-    "f16": (2, 2.01),
-    "q4_0": (4, 0.58),
-    "q5_0": (4, 0.71),
-    "q8_0": (4, 1.08),
+    "f16": (3, 2.00),
+    "q4_0": (6, 0.57),
+    "q5_0": (5, 0.70),
+    "q8_0": (5, 1.07),
 }
 
 
