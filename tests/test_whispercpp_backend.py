@@ -57,6 +57,7 @@ def test_each_precision_transcribes_a_real_clip(built, clip, precision, max_wer)
     assert 0 < result.features_ms < result.first_token_ms <= result.total_ms
     assert result.encoder_ms > 0 and result.decode_ms > 0 and result.n_tokens >= 8
     assert transcriber.transcribe_batch([clip])[0].text == result.text
+    assert "AVX2 = 1" in transcriber.runtime["system_info"]  # the build's instruction sets, in the run record
 
 
 @pytest.mark.slow
@@ -66,3 +67,19 @@ def test_stored_tensors_account_for_the_model_file(built):
     q4 = groups["q4_0"]  # a block: one f16 scale and 32 4-bit quants (16 bytes)
     assert q4["scales / tables"] * 8 == q4["quantized weights"]
     assert q4["embeddings (float)"] > 0  # the positional embeddings stay f32
+
+
+@pytest.mark.slow
+def test_a_whisper_cpp_pass_loads_neither_torch_nor_transformers(built):
+    """The pass's memory is whisper.cpp's and the model's: its loader reads the generation config's file."""
+    import subprocess
+    import sys
+
+    folder = built["q4_0"][0]
+    probe = (
+        "import sys; from whisperbench.backends import whispercpp as b; from whisperbench.backends.base import "
+        f"Decoding; b.load({str(folder)!r}, 'q4_0', b.Options(), Decoding(), 1); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]"

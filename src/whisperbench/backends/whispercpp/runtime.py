@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -45,11 +46,13 @@ class WhisperCppTranscriber:
         self.model, self.binding, self.eot = model, _pywhispercpp, eot
         self.max_new_tokens = max_new_tokens
         self.runtime = {
+            # the build's instruction sets and features, as whisper.cpp reports them (the wheel's or a native build)
+            "system_info": self.binding.whisper_print_system_info().strip(" |"),
             "cut_points": {
                 "encoder": "whisper.cpp encode time (includes the cross-attention K/V)",
                 "first_token": "mel + encode + prompt pass (whisper.cpp timers)",
                 "decoder": "decode + batched decode + sampling after the prompt pass (whisper.cpp timers)",
-            }
+            },
         }
 
     def _length_params(self, limit: int, forced: bool) -> dict:
@@ -101,9 +104,9 @@ class WhisperCppTranscriber:
 
 def load(artifact_dir: Path, precision: str, options: BackendOptions, decoding: Decoding, threads: int):
     from pywhispercpp.model import Model
-    from transformers import GenerationConfig
 
-    generation = GenerationConfig.from_pretrained(artifact_dir)
+    # the file itself, not transformers' GenerationConfig: transformers would bring torch into the process
+    eot = json.loads((Path(artifact_dir) / "generation_config.json").read_text())["eos_token_id"]
     with _Stderr() as log:
         model = Model(
             str(Path(artifact_dir) / MODEL_FILE),
@@ -126,4 +129,4 @@ def load(artifact_dir: Path, precision: str, options: BackendOptions, decoding: 
     if not model._ctx:  # whisper.cpp refused the file; using the context would crash the process
         reason = [line for line in log.text.splitlines() if "whisper_model_load:" in line][-1:]
         raise RuntimeError(f"whisper.cpp could not load {artifact_dir / MODEL_FILE}: {' '.join(reason)}")
-    return WhisperCppTranscriber(model, generation.eos_token_id, decoding.max_new_tokens)
+    return WhisperCppTranscriber(model, eot, decoding.max_new_tokens)
