@@ -196,13 +196,23 @@ def cells(study: Path, earlier: list[Path] = ()) -> list[dict]:
     return sorted(rows, key=lambda r: (r["params_m"] or math.inf, r["backend"], r["precision"]))
 
 
+def on_ladder(model: str) -> bool:
+    """Whether a model is on the size ladder (as many decoder as encoder layers: tiny … large-v3), along which
+    encoder and decoder grow together; large-v3-turbo's 4 and distil-large-v3's 2 decoder layers put them
+    off it (plotted, not fitted: they would pull the decoder's exponent down)."""
+    architecture = ARCHITECTURES.get(model)
+    return architecture is not None and architecture.encoder_layers == architecture.decoder_layers
+
+
 def exponents(rows: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Per backend, at its reference precision: the least-squares slope of log(metric) on log(parameters)."""
+    """Per backend, at its reference precision, over the ladder's models: the least-squares slope of
+    log(metric) on log(parameters)."""
     import numpy as np
 
     fitted: dict[str, dict[str, float | None]] = {}
     for backend in sorted({row["backend"] for row in rows}):
-        own = [r for r in rows if r["backend"] == backend and r["precision"] == REFERENCE.get(backend, "fp32")]
+        reference = REFERENCE.get(backend, "fp32")
+        own = [r for r in rows if r["backend"] == backend and r["precision"] == reference and on_ladder(r["model"])]
         fitted[backend] = {}
         for metric in METRICS:
             points = [(r["params_m"], r[metric]) for r in own if r["params_m"] and r[metric] and r[metric] > 0]
@@ -256,20 +266,27 @@ def figure(rows: list[dict], fitted: dict, path: Path) -> None:
         for backend, slopes in fitted.items():
             reference = REFERENCE.get(backend, "fp32")
             own = sorted(
-                (r["params_m"], r[metric])
+                (on_ladder(r["model"]), r["params_m"], r[metric])
                 for r in rows
                 if r["backend"] == backend and r["precision"] == reference
                 if r["params_m"] and r[metric]
             )
-            if own:
+            ladder = [(x, y) for fitted_, x, y in own if fitted_]
+            if ladder:
                 slope = "" if slopes[metric] is None else f" ({slopes[metric]:.2f})"
-                axis.plot(*zip(*own, strict=True), marker="o", label=f"{backend} {reference}{slope}")
+                (line,) = axis.plot(*zip(*ladder, strict=True), marker="o", label=f"{backend} {reference}{slope}")
+                off = [(x, y) for fitted_, x, y in own if not fitted_]  # turbo, distil: hollow, not joined
+                if off:
+                    axis.plot(*zip(*off, strict=True), "o", mfc="none", color=line.get_color())
         axis.set(xscale="log", yscale="log", xlabel="parameters (M)", title=label)
         axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap at these spans
         axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7, title="fitted exponent", title_fontsize=7)
-    figure_.suptitle("Cost against model size, random weights at each published architecture (log-log)")
+    figure_.suptitle(
+        "Cost against model size, random weights at each published architecture (log-log; hollow: fewer "
+        "decoder than encoder layers, not fitted)"
+    )
     figure_.savefig(path, dpi=130)
 
 
@@ -286,7 +303,8 @@ def report(study: Path, out: Path, earlier: list[Path] = ()) -> None:
     figure(rows, fitted, out.with_suffix(".png"))
     lines = ["| " + " | ".join(TABLE) + " |", "|" + "---|" * len(TABLE)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in TABLE) + " |" for row in rows]
-    lines += ["", "Fitted exponents (log metric against log parameters, reference precision per backend):", ""]
+    lines += ["", "Fitted exponents (log metric against log parameters, reference precision per backend, over the "]
+    lines += ["ladder: models with as many decoder as encoder layers; the others are in the table, not the fit):", ""]
     lines += ["| backend | " + " | ".join(METRICS.values()) + " |", "|---|" + "---|" * len(METRICS)]
     lines += [f"| {b} | " + " | ".join(_cell(s.get(m)) for m in METRICS) + " |" for b, s in fitted.items()]
     memory, disk = memory_fits(rows), disk_fits(rows)

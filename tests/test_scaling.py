@@ -28,10 +28,12 @@ def _metrics(folder: Path, model: str, backend: str, precision: str, params: flo
 
 
 def test_exponents_are_the_log_log_slopes_at_each_backends_reference_precision(scaling, tmp_path):
-    for params in (1e7, 1e8, 1e9):
-        _metrics(tmp_path, f"m{params:g}", "onnxruntime", "fp32", params, 1e-6 * params**1.5)
-        _metrics(tmp_path, f"m{params:g}", "onnxruntime", "int4", params, 1.0)  # not the reference: not fitted
-        _metrics(tmp_path, f"m{params:g}", "whispercpp", "f16", params, 1e-3 * params)
+    for model, params in (("tiny", 1e7), ("small", 1e8), ("large-v3", 1e9)):
+        _metrics(tmp_path, model, "onnxruntime", "fp32", params, 1e-6 * params**1.5)
+        _metrics(tmp_path, model, "onnxruntime", "int4", params, 1.0)  # not the reference: not fitted
+        _metrics(tmp_path, model, "whispercpp", "f16", params, 1e-3 * params)
+    # off the ladder (2 decoder layers of 32): in the table, not in the fit
+    _metrics(tmp_path, "distil-large-v3", "onnxruntime", "fp32", 7e8, 1.0)
     rows = scaling.cells(tmp_path)
     assert [r["params_m"] for r in rows][:3] == [10.0, 10.0, 10.0] and rows[0]["build_s"] is None
     fitted = scaling.exponents(rows)
@@ -40,9 +42,9 @@ def test_exponents_are_the_log_log_slopes_at_each_backends_reference_precision(s
     assert fitted["onnxruntime"]["size_mb"] == pytest.approx(1.0) and fitted["onnxruntime"]["rtfx"] == pytest.approx(0)
     assert fitted["onnxruntime"]["decoder_ms_per_token"] is None  # no points
     scaling.report(tmp_path, tmp_path / "out" / "scaling")
-    assert (tmp_path / "out" / "scaling.png").is_file() and "| onnxruntime | 1.5" in (
-        tmp_path / "out" / "scaling.md"
-    ).read_text()
+    table = (tmp_path / "out" / "scaling.md").read_text()
+    assert (tmp_path / "out" / "scaling.png").is_file() and "| onnxruntime | 1.5" in table
+    assert "| distil-large-v3 | 700 | onnxruntime | fp32 |" in table
 
 
 def test_stage_configs_hold_one_model_and_leave_out_the_dropped_pairs(scaling):

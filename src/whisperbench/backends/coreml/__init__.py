@@ -40,15 +40,15 @@ MIN_IDENTICAL = 0.99  # share of check utterances whose decoder-step transcript 
 
 
 # Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
-# over tiny, base, small, medium, large-v3-turbo and large-v3 with random weights (where each ran:
+# over tiny, base, small, medium, large-v3-turbo, large-v3 and distil-large-v3 with random weights (where each ran:
 # benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
 # A step that would need more than the machine has available is refused before it starts (artifacts.py).
 BUILD_MEMORY = {
-    "export": (951, 12.02),
-    "fp16": (1220, 8.71),
-    "fp32": (1025, 6.20),
-    "int4": (1289, 8.81),
-    "int8": (1298, 8.73),
+    "export": (1067, 12.13),
+    "fp16": (1159, 8.65),
+    "fp32": (1292, 6.47),
+    "int4": (1267, 8.79),
+    "int8": (1278, 8.71),
     "pal4": (1076, 17.59),
     "pal6": (2263, 35.45),
 }
@@ -58,8 +58,8 @@ BUILD_MEMORY = {
 BUILD_DISK = {
     "fp16": (4, 2.00),
     "fp32": (4, 4.00),
-    "int4": (5, 0.56),
-    "int8": (5, 1.00),
+    "int4": (4, 0.56),
+    "int8": (4, 1.00),
     "pal4": (4, 0.51),
     "pal6": (4, 0.77),
 }
