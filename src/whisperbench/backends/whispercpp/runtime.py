@@ -40,14 +40,16 @@ EOT_PATTERN = r"<\|endoftext\|>|\[_EOT_\]"
 
 
 class WhisperCppTranscriber:
-    def __init__(self, model, eot: int, max_new_tokens: int):
+    def __init__(self, model, eot: int, max_new_tokens: int, build: dict):
         import _pywhispercpp
 
         self.model, self.binding, self.eot = model, _pywhispercpp, eot
         self.max_new_tokens = max_new_tokens
-        self.runtime = {
+        self.runtime = build | {
             # the build's instruction sets and features, as whisper.cpp reports them (the wheel's or a native build)
             "system_info": self.binding.whisper_print_system_info().strip(" |"),
+            "flash_attn": bool(model._context_params.flash_attn),
+            "threads": model._params.n_threads,
             "cut_points": {
                 "encoder": "whisper.cpp encode time (includes the cross-attention K/V)",
                 "first_token": "mel + encode + prompt pass (whisper.cpp timers)",
@@ -103,6 +105,9 @@ class WhisperCppTranscriber:
 
 
 def load(artifact_dir: Path, precision: str, options: BackendOptions, decoding: Decoding, threads: int):
+    from whisperbench.backends.whispercpp import native
+
+    build = native.use(options.build)
     from pywhispercpp.model import Model
 
     # the file itself, not transformers' GenerationConfig: transformers would bring torch into the process
@@ -110,6 +115,7 @@ def load(artifact_dir: Path, precision: str, options: BackendOptions, decoding: 
     with _Stderr() as log:
         model = Model(
             str(Path(artifact_dir) / MODEL_FILE),
+            context_params={"flash_attn": options.flash_attn},
             n_threads=threads,
             print_progress=False,
             print_realtime=False,
@@ -129,4 +135,4 @@ def load(artifact_dir: Path, precision: str, options: BackendOptions, decoding: 
     if not model._ctx:  # whisper.cpp refused the file; using the context would crash the process
         reason = [line for line in log.text.splitlines() if "whisper_model_load:" in line][-1:]
         raise RuntimeError(f"whisper.cpp could not load {artifact_dir / MODEL_FILE}: {' '.join(reason)}")
-    return WhisperCppTranscriber(model, eot, decoding.max_new_tokens)
+    return WhisperCppTranscriber(model, eot, decoding.max_new_tokens, build)
