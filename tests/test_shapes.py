@@ -206,3 +206,27 @@ def test_an_unchanged_artifact_is_verified_without_reading_its_files(tmp_path, m
     os.utime(folder / "weights.bin", (later, later))
     with pytest.raises(Exception, match="missing or corrupt"):
         artifacts.verify(folder)
+
+
+@pytest.mark.slow
+def test_pytorch_runs_one_decoder_pass_per_clip_when_the_model_emits_timestamp_tokens(v3_model, clip, tmp_path):
+    """transformers' short-form loop took a timestamp token for a segment's end and re-ran encoder and decoder
+    from there (random weights did, 5 times a clip): one pass per clip, as every backend decodes."""
+    _, model_dir = v3_model
+    params = _params(v3_model[0])
+    built = artifacts.build(model_dir, "large-v3", "pytorch", "fp32", params, tmp_path / "artifact")
+    assert built["status"] == "ok", built.get("reason")
+    transcriber = load_transcriber(Cell("clip", "large-v3", "pytorch", "fp32"), params, tmp_path / "artifact", 2)
+    timestamp = transcriber.model.generation_config.no_timestamps_token_id + 1 + 150  # <|3.00|>
+
+    def favour_the_timestamp(_module, _inputs, logits):
+        logits[..., timestamp] += 1e4
+        return logits
+
+    transcriber.model.proj_out.register_forward_hook(favour_the_timestamp)
+    result = transcriber.transcribe(clip, 7)
+    encoder_runs = [name for name, _, _ in transcriber.encoder_clock.spans if name == "encoder"]
+    assert result.n_tokens == 7 and len(encoder_runs) == 1
+    hypotheses = transcriber.transcribe_batch([clip, clip])
+    encoder_runs = [name for name, _, _ in transcriber.encoder_clock.spans if name == "encoder"]
+    assert len(encoder_runs) == 1 and [h.n_tokens for h in hypotheses] == [params["decoding"]["max_new_tokens"]] * 2

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, Hypothesis, Transcription
+from whisperbench.backends.base import (
+    BackendOptions,
+    BuildContext,
+    Decoding,
+    Hypothesis,
+    Transcription,
+    prompt_tokens,
+)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 MAX_AUDIO_S = 30.0  # short-form decoding only: transformers' long-form path forces timestamps
@@ -265,6 +272,8 @@ class PyTorchTranscriber:
         self.processor = processor
         self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
         self.generate_kwargs = _generate_kwargs(model, decoding)
+        # one generate() call returns the prompt before the generated tokens (see _generate_kwargs)
+        self.prompt_length = 0 if decoding.timestamps else len(prompt_tokens(model.generation_config, decoding))
         self.encoder_clock = _EncoderClock(model)
         self.device = model.device
         self.runtime = {"device": model.device.type}
@@ -304,8 +313,9 @@ class PyTorchTranscriber:
         with self.torch.no_grad():
             sequences = self.model.generate(features.to(self.device, self.dtype), **self.generate_kwargs).cpu()
         eos = self.model.generation_config.eos_token_id
+        sequences = sequences[:, self.prompt_length :]
         texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
-        # sequences hold the generated tokens only, padded with end-of-text after each row's end; a row that
+        # sequences hold the generated tokens, padded with end-of-text after each row's end; a row that
         # reached max_new_tokens has no end-of-text token to count
         counts = [int((row != eos).sum()) + int((row == eos).any()) for row in sequences]
         return [Hypothesis(text, count) for text, count in zip(texts, counts, strict=True)]
@@ -320,6 +330,11 @@ def _generate_kwargs(model, decoding: Decoding) -> dict:
     }
     if getattr(model.generation_config, "is_multilingual", False):
         kwargs |= {"language": decoding.language, "task": decoding.task}
+    if not decoding.timestamps:
+        # short-form without timestamps is one decoder run per 30 s window, as in every other backend.
+        # transformers' loop otherwise treats a timestamp token the model emits anyway as the end of a segment
+        # and re-runs encoder and decoder from there (random weights did, 5 times a clip: 5x the encoder ms)
+        kwargs["force_unique_generate_call"] = True
     return kwargs
 
 
