@@ -63,20 +63,25 @@ def _params_m(model: str, config: dict) -> float:
     return architecture.hub_params_m if architecture else math.inf  # a local folder of unknown size goes last
 
 
-def _dropped(config: dict, drop: list[str]) -> dict:
-    """The config without the backend:precision pairs in `drop` (a backend left with none is removed)."""
+def _dropped(config: dict, drop: list[str], only: list[str] = ()) -> dict:
+    """The config without the backend:precision pairs in `drop` and, where `only` names backends or
+    backend:precision pairs, without every pair it does not name (a backend left with none is removed)."""
     backends = {}
     for name, spec in config["backends"].items():
         kept = [p for p in spec["precisions"] if f"{name}:{p}" not in drop]
+        if only:
+            kept = [p for p in kept if name in only or f"{name}:{p}" in only]
         if kept:
             backends[name] = spec | {"precisions": kept}
     return config | {"backends": backends}
 
 
-def stages(config: dict, models: list[str] | None, drop: list[str], per_backend: bool) -> list[tuple[str, dict]]:
+def stages(
+    config: dict, models: list[str] | None, drop: list[str], per_backend: bool, only: list[str] = ()
+) -> list[tuple[str, dict]]:
     """(name, config) of each stage: one per model (`models`, default: the config's, smallest first), or one
-    per model and backend; each without the `drop` pairs."""
-    kept = _dropped(config, drop)
+    per model and backend; each without the `drop` pairs and with only the `only` ones (where given)."""
+    kept = _dropped(config, drop, only)
     ordered = models or sorted(config["models"], key=lambda m: _params_m(m, config))
     if not per_backend:
         return [(model, kept | {"models": [model]}) for model in ordered]
@@ -136,10 +141,10 @@ def run(config_path: Path, cores: int, out: Path, arguments: argparse.Namespace)
     config = yaml.safe_load(config_path.read_text())
     stages_path = out.with_suffix(".stages.json")
     done = json.loads(stages_path.read_text()) if stages_path.is_file() else []
-    for name, stage in stages(config, arguments.models, arguments.drop, arguments.per_backend):
+    for name, stage in stages(config, arguments.models, arguments.drop, arguments.per_backend, arguments.only):
         stage_config = config_path.with_name(f".{config_path.stem}-{name}.yaml")
         stage_config.write_text(yaml.safe_dump(stage, sort_keys=False))
-        done.append(_snakemake(stage_config, cores, name) | {"dropped": arguments.drop})
+        done.append(_snakemake(stage_config, cores, name) | {"dropped": arguments.drop, "only": arguments.only})
         if arguments.prune:
             prune(Path.cwd(), stage)
             done[-1]["pruned"] = True
@@ -330,6 +335,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--models", nargs="+", help="run only these models, in this order")
     parser.add_argument("--drop", nargs="+", default=[], help="backend:precision pairs to leave out of the run")
+    parser.add_argument("--only", nargs="+", default=[], help="run only these backends or backend:precision pairs")
     parser.add_argument("--per-backend", action="store_true", help="one stage per model and backend")
     parser.add_argument("--prune", action="store_true", help="delete each stage's built files, keep their records")
     parser.add_argument(
