@@ -1,0 +1,103 @@
+"""whisper.cpp built for this CPU against pywhispercpp's generic wheel: the ratio per stage.
+
+Reads a finished study (its timing manifests, fetched models and built whisper.cpp artifacts) and runs each
+whisper.cpp cell's own timing pass (scripts/transcribe.py: the study's warm-ups, repeats, threads and cut
+points) once per build, each in its own process (a process loads one pywhispercpp), with
+`backends.whispercpp.options.build` set to `native` then `wheel`. For each cell and build it writes the
+stage figures as the study scores them (metrics.score.speed) and the build's system info, and per stage the
+native / wheel speed-up (wheel time / native time; for RTFx native / wheel). Run it alone on the machine.
+
+    python benchmarks/whispercpp_builds.py --params params.yaml --out benchmarks/results/whispercpp-builds-DATE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from whisperbench import config, dag
+from whisperbench.io import read_jsonl, write_json, write_text
+from whisperbench.metrics import provenance, score
+
+BUILDS = ("native", "wheel")
+STAGES = ("rtfx", "encoder_ms", "first_token_ms", "decoder_ms_per_token")
+BACKEND = "whispercpp"
+
+
+def _timing_pass(cell: config.Cell, raw: dict, build: str, scratch: Path) -> dict:
+    """The cell's timing pass on one build, in its own process: the stage figures and the run record."""
+    params_path = scratch / f"params-{build}.yaml"
+    options = raw["backends"][BACKEND].get("options", {}) | {"build": build}
+    raw = raw | {"backends": raw["backends"] | {BACKEND: raw["backends"][BACKEND] | {"options": options}}}
+    params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    rows, run = scratch / f"{build}.jsonl", scratch / f"{build}.json"
+    values = {"dataset": cell.dataset, "model": cell.model, "backend": BACKEND, "precision": cell.precision}
+    command = [sys.executable, "scripts/transcribe.py", "--pass", "timing", "--quiet", "--params", str(params_path)]
+    command += [f"--{name}={value}" for name, value in values.items()]
+    command += ["--manifest", dag.path("timing_manifest", **values), "--model-dir", dag.path("model", **values)]
+    command += ["--artifact", dag.path("artifact", **values), "--rows", str(rows), "--run", str(run)]
+    subprocess.run(command, check=True)
+    record = json.loads(run.read_text())
+    timed = [row for row in read_jsonl(rows) if "total_ms" in row]
+    return {
+        **{stage: score.speed(timed)[stage] for stage in STAGES},
+        "utterances": len(timed),
+        "build": record["runtime"]["build"],
+        "system_info": record["runtime"]["system_info"],
+        "other_load_cores": record.get("other_load_cores"),
+    }
+
+
+def speedups(native: dict, wheel: dict) -> dict:
+    """Per stage, how many times faster the native build is (time stages: wheel / native; RTFx: native / wheel)."""
+    ratios = {}
+    for stage in STAGES:
+        a, b = (native[stage], wheel[stage]) if stage == "rtfx" else (wheel[stage], native[stage])
+        ratios[stage] = a / b if a and b else None
+    return ratios
+
+
+def _table(cells: list[dict]) -> str:
+    header = ["dataset", "model", "precision", "build", *STAGES]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cell in cells:
+        for build in (*BUILDS, "speed-up"):
+            figures = cell[build] if build in BUILDS else cell["speedup"]
+            values = [cell["dataset"], cell["model"], cell["precision"], build]
+            values += [
+                "" if figures[s] is None else f"{figures[s]:.{3 if build == 'speed-up' else 4}g}" for s in STAGES
+            ]
+            lines.append("| " + " | ".join(values) + " |")
+    systems = {build: cells[0][build]["system_info"] for build in BUILDS} if cells else {}
+    lines += ["", *(f"- {build}: `{info}`" for build, info in systems.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the finished study's config")
+    parser.add_argument("--out", type=Path, required=True, help="output prefix, e.g. benchmarks/results/x-DATE")
+    arguments = parser.parse_args(argv)
+    raw = yaml.safe_load(arguments.params.read_text())
+    params = config.validate(raw, str(arguments.params), {BACKEND})
+    cells = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for cell in (c for c in config.cells(params) if c.backend == BACKEND):
+            builds = {build: _timing_pass(cell, raw, build, Path(scratch)) for build in BUILDS}
+            speedup = speedups(builds["native"], builds["wheel"])
+            cells.append({"dataset": cell.dataset, "model": cell.model, "precision": cell.precision, **builds})
+            cells[-1]["speedup"] = speedup
+            print(cell.dataset, cell.model, cell.precision, {s: round(v, 2) for s, v in speedup.items() if v})
+    record = provenance.record(params=str(arguments.params), timing=params["timing"], cells=cells)
+    write_json(arguments.out.with_suffix(".json"), record)
+    write_text(arguments.out.with_suffix(".md"), _table(cells))
+
+
+if __name__ == "__main__":
+    main()
