@@ -15,6 +15,10 @@ memory (the export's too, for backends that export); and, per backend at its ref
 whisper.cpp f16), encoder ms, decoder ms/token, RTFx, peak MB and size MB against the parameter count on
 log-log axes, with the fitted exponent (the slope of log metric on log parameters, least squares).
 
+`--only` runs (or reports) only some backends or backend:precision pairs; `--carry EARLIER.json` then adds the
+earlier report's rows for every cell this study has not scored, each row naming the report that measured it
+(`run`): one backend re-run after a fix, the rest as measured before.
+
     python benchmarks/scaling.py --run configs/scale.yaml --cores 2 --out benchmarks/results/scaling-2026-12-03
     python benchmarks/scaling.py --study . --out benchmarks/results/scaling-2026-12-03
 """
@@ -55,6 +59,7 @@ TABLE += (
     "export_s",
     "export_peak_rss_mb",
     "status",
+    "run",
 )
 
 
@@ -180,10 +185,15 @@ def _build_cost(study: Path, row: dict) -> dict:
 BUILD_COST = ("build_s", "build_peak_rss_mb", "export_s", "export_peak_rss_mb")
 
 
-def cells(study: Path, earlier: list[Path] = ()) -> list[dict]:
+def cells(
+    study: Path, earlier: list[Path] = (), carried: list[Path] = (), run: str = "", only: list[str] = ()
+) -> list[dict]:
     """Every scored cell under the study's results/ (any stage's), with its build cost; where the build
     records are gone (a study folder whose data/ was deleted for disk), the cost an `earlier` report of the
-    same study recorded for that cell (the first report that has it)."""
+    same study recorded for that cell (the first report that has it). With `carried` reports, their rows
+    for the cells this study has not scored (a backend re-run alone) join the table whole; every row's
+    `run` names the report that measured it (this one: `run`). `only` (backends or backend:precision pairs)
+    keeps those of the study's cells."""
     recorded = {}
     for report_path in reversed(earlier):
         for row in json.loads(Path(report_path).read_text())["cells"]:
@@ -193,12 +203,27 @@ def cells(study: Path, earlier: list[Path] = ()) -> list[dict]:
     for path in sorted((study / "results").glob("*/*/*/*/metrics.json")):
         metrics = json.loads(path.read_text())
         row = {k: metrics.get(k) for k in ("model", "backend", "precision", "status", "peak_rss_loading_mb", *METRICS)}
+        if only and row["backend"] not in only and f"{row['backend']}:{row['precision']}" not in only:
+            continue
         row["params_m"] = metrics["n_parameters"] / 1e6 if metrics.get("n_parameters") else None
         cost = _build_cost(study, row)
         if cost["build_s"] is None:
             cost = recorded.get((row["model"], row["backend"], row["precision"]), cost)
-        rows.append(row | cost)
+        rows.append(row | cost | {"run": run})
+    rows += _carried_rows(carried, {(r["model"], r["backend"], r["precision"]) for r in rows})
     return sorted(rows, key=lambda r: (r["params_m"] or math.inf, r["backend"], r["precision"]))
+
+
+def _carried_rows(reports: list[Path], scored: set[tuple[str, str, str]]) -> list[dict]:
+    """The rows of earlier reports for cells not in `scored` (the first report that has a cell wins)."""
+    rows = []
+    for report_path in reports:
+        for row in json.loads(Path(report_path).read_text())["cells"]:
+            key = (row["model"], row["backend"], row["precision"])
+            if key not in scored:
+                scored.add(key)
+                rows.append(row | {"run": row.get("run") or Path(report_path).with_suffix("").name})
+    return rows
 
 
 def on_ladder(model: str) -> bool:
@@ -301,8 +326,8 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def report(study: Path, out: Path, earlier: list[Path] = ()) -> None:
-    rows = cells(study, earlier)
+def report(study: Path, out: Path, earlier: list[Path] = (), carried: list[Path] = (), only: list[str] = ()) -> None:
+    rows = cells(study, earlier, carried, out.name, only)
     fitted = exponents(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure(rows, fitted, out.with_suffix(".png"))
@@ -335,7 +360,9 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--models", nargs="+", help="run only these models, in this order")
     parser.add_argument("--drop", nargs="+", default=[], help="backend:precision pairs to leave out of the run")
-    parser.add_argument("--only", nargs="+", default=[], help="run only these backends or backend:precision pairs")
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="run (or report) only these backends or backend:precision pairs"
+    )
     parser.add_argument("--per-backend", action="store_true", help="one stage per model and backend")
     parser.add_argument("--prune", action="store_true", help="delete each stage's built files, keep their records")
     parser.add_argument(
@@ -345,13 +372,20 @@ def main() -> None:
         default=[],
         help="earlier reports of the study: build costs whose records are gone",
     )
+    parser.add_argument(
+        "--carry",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="earlier reports whose rows join the table for the cells this study has not scored",
+    )
     parser.add_argument("--study", type=Path, help="a finished study's folder, to summarise")
     parser.add_argument("--out", type=Path, required=True, help="output prefix, e.g. benchmarks/results/scaling-DATE")
     arguments = parser.parse_args()
     if arguments.run:
         run(arguments.run, arguments.cores, arguments.out, arguments)
     if arguments.study:
-        report(arguments.study, arguments.out, arguments.earlier)
+        report(arguments.study, arguments.out, arguments.earlier, arguments.carry, arguments.only)
 
 
 if __name__ == "__main__":

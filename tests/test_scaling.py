@@ -90,3 +90,18 @@ def test_build_costs_whose_records_are_gone_come_from_an_earlier_report(scaling,
     earlier.write_text(json.dumps({"cells": [{"model": "tiny", "backend": "pytorch", "precision": "fp32"} | cost]}))
     assert scaling.cells(tmp_path)[0]["build_s"] is None
     assert scaling.cells(tmp_path, [earlier])[0]["build_s"] == 4.4
+
+
+def test_a_backend_re_run_alone_joins_the_earlier_reports_other_rows(scaling, tmp_path):
+    _metrics(tmp_path, "tiny", "pytorch", "fp32", 4e7, 300.0)  # re-run after a fix
+    _metrics(tmp_path, "tiny", "onnxruntime", "fp32", 4e7, 250.0)  # a same-machine anchor, reported apart
+    earlier = tmp_path / "scaling-old.json"
+    old = [{"model": "tiny", "backend": b, "precision": "fp32", "params_m": 40.0, "encoder_ms": 900.0} for b in "xy"]
+    old.append({"model": "tiny", "backend": "pytorch", "precision": "fp32", "params_m": 40.0, "encoder_ms": 1e4})
+    earlier.write_text(json.dumps({"cells": old}))
+    rows = scaling.cells(tmp_path, carried=[earlier], run="scaling-new", only=["pytorch"])
+    assert [(r["backend"], r["encoder_ms"], r["run"]) for r in rows] == [
+        ("pytorch", 300.0, "scaling-new"),
+        ("x", 900.0, "scaling-old"),
+        ("y", 900.0, "scaling-old"),
+    ]
