@@ -1,0 +1,117 @@
+"""PyTorch (transformers) backend: FP32, BF16, FP16, INT8 dynamic (torchao), INT4 weight-only (optimum-quanto).
+
+INT8 uses torchao's `Int8DynamicActivationInt8WeightConfig` on the Linear layers (the
+replacement for the deprecated `torch.ao.quantization.quantize_dynamic`). INT4 uses
+optimum-quanto's `qint4` weights, because torchao's INT4 configs have no CPU kernel with
+torch 2.13 (they need `mslk` or CUDA). The tied output projection (`proj_out`, an alias of
+the token embeddings) stays in float in both, so the tie survives.
+
+`recipes` builds each precision's artifact and reads it back; `runtime` transcribes and times it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from whisperbench.backends.base import BackendOptions
+from whisperbench.backends.pytorch.recipes import FLOAT_DTYPES, prepare, stored_tensors
+from whisperbench.backends.pytorch.runtime import PyTorchTranscriber, load
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+MAX_AUDIO_S = 30.0  # short-form decoding only: transformers' long-form path forces timestamps
+_probe_cache: dict[str, str | None] = {}
+
+
+# Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line
+# over tiny, base, small, medium, large-v3-turbo, large-v3 and distil-large-v3 with random weights (where each ran:
+# benchmarks/scaling.py, benchmarks/results/scaling-2026-12-03).
+# A step that would need more than the machine has available is refused before it starts (artifacts.py).
+BUILD_MEMORY = {
+    "bf16": (426, 5.71),
+    "fp16": (427, 5.71),
+    "fp32": (127, 5.72),
+    "int4": (946, 6.27),
+    "int8": (506, 5.67),
+}
+
+# Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
+# cells; a build is refused before it starts where the disk has less free (artifacts.py).
+BUILD_DISK = {
+    "bf16": (4, 2.00),
+    "fp16": (4, 2.00),
+    "fp32": (4, 4.00),
+    "int4": (111, 0.69),
+    "int8": (98, 1.12),
+}
+
+
+@dataclass(frozen=True)
+class Options(BackendOptions):
+    attn_implementation: str = "sdpa"
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"attn_implementation {self.attn_implementation!r} is not one of: sdpa, eager")
+        if self.device not in DEVICES:
+            raise ValueError(f"device {self.device!r} is not one of: {', '.join(DEVICES)}")
+
+
+DEVICES = ("cpu", "cuda")
+# The quantized artifacts hold CPU kernels' layouts (torchao's dynamic int8, quanto's int4 on CPU) and were only
+# checked there; on a GPU only the float precisions run.
+CUDA_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def environment_problem(options: Options) -> str | None:
+    """Whether the installed torch can run on the chosen device (imports torch only for cuda)."""
+    if options.device == "cpu":
+        return None
+    from importlib.metadata import version
+
+    installed = version("torch")
+    if installed.endswith("+cpu"):
+        return (
+            f"device: cuda needs a CUDA build of torch; the installed torch {installed} is the CPU build "
+            "(envs/requirements.txt); install a CUDA build or use cpu"
+        )
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"device: cuda: torch {installed} finds no CUDA GPU on this machine; use cpu"
+    return None
+
+
+def precision_problem(precision: str, options: Options) -> str | None:
+    if options.device == "cuda" and precision not in CUDA_PRECISIONS:
+        return f"{precision} artifacts are built for CPU kernels; on device cuda use {', '.join(CUDA_PRECISIONS)}"
+    return None
+
+
+def unsupported_reason(precision: str) -> str | None:
+    """Half precisions need CPU kernels for matmul and conv; probe them once with a tiny op."""
+    if precision not in ("bf16", "fp16"):
+        return None
+    if precision not in _probe_cache:
+        import torch
+
+        dtype = getattr(torch, FLOAT_DTYPES[precision])
+        try:
+            torch.nn.functional.conv1d(torch.ones(1, 2, 4, dtype=dtype), torch.ones(2, 2, 3, dtype=dtype))
+            torch.ones(2, 2, dtype=dtype) @ torch.ones(2, 2, dtype=dtype)
+            _probe_cache[precision] = None
+        except RuntimeError as error:
+            _probe_cache[precision] = f"this CPU build of torch has no {precision} kernels ({error})"
+    return _probe_cache[precision]
+
+
+def decoding_problem(decoding: dict) -> str | None:
+    """Beam search cannot be timed step by step: transformers refuses a streamer with num_beams > 1."""
+    if decoding.get("num_beams", 1) != 1:
+        return "decoding.num_beams: pytorch times each decoder step with a streamer, which beam search refuses; set 1"
+    return None
+
+
+__all__ = ["BUILD_DISK", "BUILD_MEMORY", "MAX_AUDIO_S", "PRECISIONS", "Options", "PyTorchTranscriber"]
+__all__ += ["decoding_problem", "environment_problem", "load", "precision_problem", "prepare", "stored_tensors"]
+__all__ += ["unsupported_reason"]
