@@ -57,7 +57,8 @@ def test_defaults_are_filled_from_the_schema():
         ),
         (
             {"backends": {"pytorch": {"precisions": ["int3"]}}},
-            "backends.pytorch.precisions: 'int3' is not supported by pytorch; supported: fp32, bf16, fp16, int8, int4",
+            "backends.pytorch.precisions: 'int3' is not supported by pytorch; supported: fp32, bf16, fp16, int8, "
+            "int8_torchao, int4",
         ),
         (
             {"backends": {"tensorrt": {"precisions": ["fp16"]}}},

@@ -1,10 +1,12 @@
-"""PyTorch (transformers) backend: FP32, BF16, FP16, INT8 dynamic (torchao), INT4 weight-only (optimum-quanto).
+"""PyTorch (transformers) backend: FP32, BF16, FP16, INT8 dynamic (torch.ao x86 engine, or torchao), INT4
+weight-only (optimum-quanto).
 
-INT8 uses torchao's `Int8DynamicActivationInt8WeightConfig` on the Linear layers (the
-replacement for the deprecated `torch.ao.quantization.quantize_dynamic`). INT4 uses
-optimum-quanto's `qint4` weights, because torchao's INT4 configs have no CPU kernel with
-torch 2.13 (they need `mslk` or CUDA). The tied output projection (`proj_out`, an alias of
-the token embeddings) stays in float in both, so the tie survives.
+INT8 (`int8.py`) is torch.ao's dynamic quantization on the x86 engine (fbgemm's int8 kernels, VNNI where the
+CPU has it) on every Linear, per output channel, the tied output projection included, its int8 rows also
+serving as the token embedding (stored once). `int8_torchao` is torchao's `Int8DynamicActivationInt8WeightConfig`
+in eager mode, `proj_out` and the embedding fp32. INT4 uses optimum-quanto's `qint4` weights, because
+torchao's INT4 configs have no CPU kernel with torch 2.13 (they need `mslk` or CUDA); its tied output
+projection stays in float, so the tie survives.
 
 `recipes` builds each precision's artifact and reads it back; `runtime` transcribes and times it.
 """
@@ -17,7 +19,7 @@ from whisperbench.backends.base import BackendOptions
 from whisperbench.backends.pytorch.recipes import FLOAT_DTYPES, prepare, stored_tensors
 from whisperbench.backends.pytorch.runtime import PyTorchTranscriber, load
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4")
 MAX_AUDIO_S = 30.0  # short-form decoding only: transformers' long-form path forces timestamps
 _probe_cache: dict[str, str | None] = {}
 
@@ -31,7 +33,7 @@ BUILD_MEMORY = {
     "fp16": (427, 5.71),
     "fp32": (127, 5.72),
     "int4": (946, 6.27),
-    "int8": (506, 5.67),
+    "int8_torchao": (506, 5.67),  # measured as int8 before torch.ao's x86 recipe took that name (int8.py)
 }
 
 # Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
@@ -41,7 +43,7 @@ BUILD_DISK = {
     "fp16": (4, 2.00),
     "fp32": (4, 4.00),
     "int4": (111, 0.69),
-    "int8": (98, 1.12),
+    "int8_torchao": (98, 1.12),
 }
 
 
@@ -58,7 +60,7 @@ class Options(BackendOptions):
 
 
 DEVICES = ("cpu", "cuda")
-# The quantized artifacts hold CPU kernels' layouts (torchao's dynamic int8, quanto's int4 on CPU) and were only
+# The quantized artifacts hold CPU kernels' layouts (fbgemm's and torchao's int8, quanto's int4 on CPU) and were only
 # checked there; on a GPU only the float precisions run.
 CUDA_PRECISIONS = ("fp32", "bf16", "fp16")
 

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 from whisperbench.backends.base import BuildContext
+from whisperbench.backends.pytorch import int8
 
 FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 _KEEP_FLOAT = ("proj_out",)
-_LIBRARY = {"int8": "torchao", "int4": "optimum-quanto"}
+_LIBRARY = {"int8": "torch", "int8_torchao": "torchao", "int4": "optimum-quanto"}
 
 
 def _keep_linear(module, name: str) -> bool:
@@ -48,6 +49,12 @@ def prepare(hf_dir: Path, precision: str, options, output_dir: Path, context: Bu
     if precision in FLOAT_DTYPES:
         model.to(getattr(torch, FLOAT_DTYPES[precision])).save_pretrained(output_dir)
     elif precision == "int8":
+        int8.quantize(model)
+        model.config.save_pretrained(output_dir)
+        model.generation_config.save_pretrained(output_dir)
+        torch.save(int8.state_to_save(model), output_dir / int8.WEIGHTS)
+        return {"library": _library_version(precision), "recipe": int8.RECIPE}
+    elif precision == "int8_torchao":
         from torchao.quantization import quantize_
 
         quantize_(model, _int8_config(), filter_fn=_keep_linear)
@@ -84,6 +91,9 @@ def load_model(artifact_dir: Path, precision: str, options):
     with torch.device("meta"):  # a skeleton without memory: the saved quantized tensors are assigned into it
         model = WhisperForConditionalGeneration(config).eval()
     if precision == "int8":
+        int8.load_into(model, artifact_dir / int8.WEIGHTS)
+        return _with_generation_config(model, artifact_dir)
+    if precision == "int8_torchao":
         state = torch.load(artifact_dir / "model_int8.pt", weights_only=False)
         model.load_state_dict(state, assign=True)
     else:
@@ -93,6 +103,10 @@ def load_model(artifact_dir: Path, precision: str, options):
         quant_map = json.loads((artifact_dir / "quantization_map.json").read_text())
         requantize(model, load_file(artifact_dir / "model_int4.safetensors"), quant_map, device=torch.device("cpu"))
     model.tie_weights()
+    return _with_generation_config(model, artifact_dir)
+
+
+def _with_generation_config(model, artifact_dir: Path):
     from transformers import GenerationConfig
 
     model.generation_config = GenerationConfig.from_pretrained(artifact_dir)
@@ -118,6 +132,8 @@ def stored_tensors(artifact_dir: Path) -> list:
     from whisperbench.metrics import sizes
 
     artifact_dir = Path(artifact_dir)
+    if (artifact_dir / int8.WEIGHTS).is_file():
+        return int8.stored_tensors(artifact_dir / int8.WEIGHTS)
     if not (artifact_dir / "model_int8.pt").is_file():
         files = sorted(artifact_dir.glob("*.safetensors"))
         return [tensor for path in files for tensor in sizes.safetensors_tensors(path, artifact_dir)]
