@@ -124,6 +124,8 @@ def test_int8_stores_the_tied_embedding_once_in_int8_and_reads_it_back_exactly(b
     weights within 20 % of params x 8 / 8 (torchao's int8 keeps the 51864 x 384 tied matrix in fp32: 1.5x)."""
     import torch
 
+    from whisperbench.backends.pytorch import int8
+
     folder, record = built["int8"]
     stored = pytorch.stored_tensors(folder)
     vocab, width = 51864, 384
@@ -135,5 +137,6 @@ def test_int8_stores_the_tied_embedding_once_in_int8_and_reads_it_back_exactly(b
     ids = torch.tensor([[50257, 383, 13, 50256]])
     projection = transcriber.model.proj_out.weight().dequantize()
     assert torch.equal(transcriber.model.model.decoder.embed_tokens(ids), projection[ids])
+    assert transcriber.runtime["int8_activation_bits"] == (8 if int8.full_range_activations() else 7)
     text = transcriber.transcribe(clip).text  # fp32's has 2 errors in 8 words
     assert word_errors([{"reference": CLIP_REFERENCE, "hypothesis": text}])["wer"] <= 0.25, text

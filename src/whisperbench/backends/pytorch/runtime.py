@@ -79,6 +79,10 @@ class PyTorchTranscriber:
         self.encoder_clock = _EncoderClock(model)
         self.device = model.device
         self.runtime = {"device": model.device.type}
+        if precision == "int8":
+            from whisperbench.backends.pytorch import int8
+
+            self.runtime |= int8.kernels()
         if model.device.type == "cuda":
             self.runtime["gpu"] = torch.cuda.get_device_name(model.device)
 
