@@ -4,6 +4,7 @@ from conftest import CLIP_REFERENCE, TINY_EN_FP32_TEXT, minimal_params, size_bre
 from whisperbench import artifacts, config
 from whisperbench.backends import pytorch
 from whisperbench.backends.base import Decoding
+from whisperbench.config import Cell
 from whisperbench.errors import UserError
 from whisperbench.metrics.score import word_errors
 
@@ -140,3 +141,12 @@ def test_int8_stores_the_tied_embedding_once_in_int8_and_reads_it_back_exactly(b
     assert transcriber.runtime["int8_activation_bits"] == (8 if int8.full_range_activations() else 7)
     text = transcriber.transcribe(clip).text  # fp32's has 2 errors in 8 words
     assert word_errors([{"reference": CLIP_REFERENCE, "hypothesis": text}])["wer"] <= 0.25, text
+
+
+def test_int8_decodes_one_utterance_at_a_time_in_the_accuracy_pass():
+    """Its activations are quantized per tensor: in a batch, each utterance's range would depend on the others."""
+    from whisperbench.evaluate import batch_size_of
+
+    params = config.validate(minimal_params(backends={"pytorch": {"precisions": ["fp32", "int8"]}}))
+    assert batch_size_of(Cell("d", "tiny.en", "pytorch", "int8"), params) == (1, pytorch.batch_reason("int8"))
+    assert batch_size_of(Cell("d", "tiny.en", "pytorch", "fp32"), params)[1] is None
