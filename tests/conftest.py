@@ -75,3 +75,13 @@ def fault_table():
     table = faults.Table()
     yield table
     table.finish()
+
+
+def load_benchmark(name: str):
+    """A benchmarks/ script as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

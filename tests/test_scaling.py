@@ -1,22 +1,17 @@
 """benchmarks/scaling.py: the fitted exponents and the staged run's configs."""
 
-import importlib.util
 import json
 import math
 import shutil
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def scaling():
-    spec = importlib.util.spec_from_file_location("scaling", REPO / "benchmarks" / "scaling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("scaling")
 
 
 def _metrics(folder: Path, model: str, backend: str, precision: str, params: float, encoder_ms: float) -> None:

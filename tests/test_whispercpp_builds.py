@@ -1,19 +1,12 @@
 """benchmarks/whispercpp_builds.py: the native / wheel speed-up per stage and its table."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def builds():
-    spec = importlib.util.spec_from_file_location("whispercpp_builds", REPO / "benchmarks" / "whispercpp_builds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("whispercpp_builds")
 
 
 def test_speed_ups_are_wheel_time_over_native_time_and_native_rtfx_over_wheel_rtfx(builds):

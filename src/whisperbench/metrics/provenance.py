@@ -69,6 +69,12 @@ def cpu_info() -> dict:
     }
 
 
+def has_vnni() -> bool:
+    """Whether this CPU multiplies u8 x s8 into int32 in one instruction (VNNI, AMX): int8 kernels may then take
+    8-bit activations; without it, AVX2's 16-bit intermediate sums can saturate, so 7 bits are safer."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_info()["flags"]))
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

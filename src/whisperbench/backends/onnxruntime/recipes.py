@@ -15,14 +15,10 @@ from whisperbench.backends.onnxruntime.export import copy_processor
 log = logging.getLogger("whisperbench")
 
 
-def _has_vnni() -> bool:
-    from whisperbench.metrics.provenance import cpu_info
-
-    return bool({"avx512_vnni", "avx_vnni"} & set(cpu_info()["flags"]))
-
-
 def _reduce_range(options: Options) -> bool:
-    return not _has_vnni() if options.int8_reduce_range == "auto" else bool(options.int8_reduce_range)
+    from whisperbench.metrics.provenance import has_vnni
+
+    return not has_vnni() if options.int8_reduce_range == "auto" else bool(options.int8_reduce_range)
 
 
 def _untied(source: Path, scratch: Path) -> tuple[Path, list[str]]:

@@ -69,11 +69,10 @@ def _embedding_class():
 
 
 def full_range_activations() -> bool:
-    """Whether activations may use all 8 bits: with VNNI, fbgemm multiplies u8 x s8 into int32 directly; without
-    it, the AVX2 instruction's 16-bit intermediate sums can saturate, so 7 bits are safer (torch's default)."""
-    from whisperbench.metrics.provenance import cpu_info
+    """Whether activations may use all 8 bits (fbgemm's kernels on a VNNI CPU; 7 bits otherwise, torch's default)."""
+    from whisperbench.metrics.provenance import has_vnni
 
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_info()["flags"]))
+    return has_vnni()
 
 
 def _linear_class(full_range: bool):
