@@ -87,6 +87,65 @@ def test_static_int8_keeps_the_mlp_down_projections_in_float():
     assert onnx_graphs.mlp_down_projections(model) == ["down"]
 
 
+def _tied_decoder(path, vocab: int = 96, width: int = 64) -> np.ndarray:
+    """A decoder step as the exporter writes Whisper's: Gather(table) in, MatMul(·, Transpose(table)) out."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(0).normal(0, 0.05, (vocab, width)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["model.proj_out.weight", "input_ids"], ["embedding"], name="node_embedding"),
+        helper.make_node("Relu", ["embedding"], ["hidden"], name="block"),
+        helper.make_node("Transpose", ["model.proj_out.weight"], ["val_tied"], name="tie", perm=[1, 0]),
+        helper.make_node("MatMul", ["hidden", "val_tied"], ["logits"], name="node_linear"),
+    ]
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", 1])
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("logits", "embedding")]
+    graph = helper.make_graph(nodes, "step", [ids], outputs, [numpy_helper.from_array(table, "model.proj_out.weight")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return table
+
+
+def _dequantized_projection(model) -> np.ndarray:
+    """The projection's weights [vocab, width] as the quantized MatMul computes with them."""
+    from onnx import numpy_helper
+
+    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type in ("MatMulNBits", "MatMulInteger"))
+    if node.op_type == "MatMulInteger":
+        return (tensors[node.input[1]].astype(np.float32) * tensors["val_tied_scale"]).T
+    packed, scales = tensors[node.input[1]], tensors[node.input[2]]
+    nibbles = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(*packed.shape[:2], -1).astype(np.float32)
+    return ((nibbles - 8) * scales.reshape(*packed.shape[:2], 1)).reshape(len(packed), -1)
+
+
+@pytest.mark.parametrize("precision", ["int8_dynamic", "int4"])
+def test_the_tied_embedding_is_stored_once_and_reads_the_projections_weights(tmp_path, precision):
+    import onnx
+    import onnxruntime as ort
+
+    from whisperbench.backends.onnxruntime import recipes
+
+    source, target = tmp_path / "source" / "decoder.onnx", tmp_path / "decoder.onnx"
+    source.parent.mkdir()
+    table = _tied_decoder(source)
+    details = recipes.RECIPES[precision](source, target, onnxruntime.Options(), {"scratch": tmp_path})
+    weight = {"int4": "MatMulNBits val_tied_Q4", "int8_dynamic": "MatMulInteger val_tied_quantized"}[precision]
+    assert details["tied_embedding"] == [f"embedding reads {weight}"]
+    model = onnx.load(str(target))
+    stored = sum(len(t.raw_data) for t in model.graph.initializer)
+    bits = 4 if precision == "int4" else 8
+    assert stored <= 1.3 * table.size * bits / 8  # one copy of the table at the recipe's bits, with its scales
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    ids = np.array([[0], [5], [95], [5]], np.int64)
+    logits, embedding = session.run(None, {"input_ids": ids})
+    projection = _dequantized_projection(model)
+    np.testing.assert_allclose(embedding[:, 0], projection[ids[:, 0]], rtol=0, atol=1e-7)  # the same numbers
+    step = np.abs(table).max(axis=1, keepdims=True) / (7 if precision == "int4" else 127)
+    assert (np.abs(embedding[:, 0] - table[ids[:, 0]]) <= step[ids[:, 0]] * 0.51 + 1e-7).all()  # within half a step
+    assert logits.shape == (4, 1, 96) and np.isfinite(logits).all()
+
+
 # ---------------------------------------------------------------- real model, real clip
 
 

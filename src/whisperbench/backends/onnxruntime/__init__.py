@@ -10,7 +10,10 @@ FP32 on real clips; `prepare` (recipes.py) turns that export into one precision:
 * int8_static: `quantize_static`, QDQ, activations calibrated on utterances disjoint from the
   evaluation sets (the export's calibration manifest), for the encoder; the decoder step is
   quantized dynamically (static ranges made it hallucinate, see `_int8_static`);
-* int4: `MatMulNBitsQuantizer` (weight-only, symmetric blocks), embedding included.
+* int4: `MatMulNBitsQuantizer` (weight-only, symmetric blocks of `int4_block_size`).
+
+Every quantized recipe stores Whisper's tied token embedding / output projection once: the embedding
+reads the projection's quantized weights (`tied.py`).
 
 Both INT8 recipes keep attention's activation × activation MatMuls, convolutions, layer norms,
 softmax and the position tables in float. Decoding is greedy with the KV cache and the same
@@ -61,7 +64,9 @@ BUILD_MEMORY = {
 }
 
 # Size on disk of each precision's artifact: (MB, bytes per parameter), the least-squares line over the same
-# cells; a build is refused before it starts where the disk has less free (artifacts.py).
+# cells; a build is refused before it starts where the disk has less free (artifacts.py). Fitted before the
+# quantized recipes stored the tied embedding once: int4 and int8 lines over-ask by one quantized
+# embedding (tiny.en: 12 and 20 MB).
 BUILD_DISK = {
     "fp16": (5, 2.00),
     "fp32": (5, 4.00),

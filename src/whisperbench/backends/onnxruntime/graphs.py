@@ -243,29 +243,6 @@ def _transpose_output(graph, name: str) -> None:
     _swap_last_dims(next(output for output in graph.output if output.name == name))
 
 
-def untie_transposed_weights(model) -> list[str]:
-    """Replace Transpose(initializer) by a transposed initializer; returns the new names.
-
-    The exporter keeps Whisper's tied output projection as Transpose(token embedding). A
-    quantizer only quantizes MatMuls whose weight is an initializer, so without this the
-    largest matrix of the decoder would stay in float.
-    """
-    from onnx import numpy_helper
-
-    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    created = []
-    for node in list(model.graph.node):
-        if node.op_type != "Transpose" or node.input[0] not in initializers:
-            continue
-        array = numpy_helper.to_array(initializers[node.input[0]])
-        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-        transposed = array.transpose(perm) if perm else array.T
-        model.graph.initializer.append(numpy_helper.from_array(transposed.copy(), node.output[0]))
-        model.graph.node.remove(node)
-        created.append(node.output[0])
-    return created
-
-
 def float_only_nodes(model) -> list[str]:
     """Nodes that stay in float in the INT8 recipes.
 

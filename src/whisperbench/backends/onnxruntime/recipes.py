@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from whisperbench.backends.base import BuildContext
-from whisperbench.backends.onnxruntime import CALIBRATION, Options, graphs
+from whisperbench.backends.onnxruntime import CALIBRATION, Options, graphs, tied
 from whisperbench.backends.onnxruntime.export import copy_processor
 
 log = logging.getLogger("whisperbench")
@@ -21,14 +21,24 @@ def _reduce_range(options: Options) -> bool:
     return not has_vnni() if options.int8_reduce_range == "auto" else bool(options.int8_reduce_range)
 
 
-def _untied(source: Path, scratch: Path) -> tuple[Path, list[str]]:
-    """The graph with its tied projection as a real initializer (so quantizers see it), and float-only nodes."""
+def _untied(source: Path, scratch: Path) -> tuple[Path, dict[str, str], list[str], list[str]]:
+    """The graph with its tied projection as a real initializer (so quantizers see it), the tied pairs, the
+    float-only nodes, and the tied embedding's Gathers (left to `tied.share`, not to the quantizers)."""
     model = graphs.load(source)
-    graphs.untie_transposed_weights(model)
-    keep_float = graphs.float_only_nodes(model)
+    pairs = tied.untie(model)
     path = scratch / source.name
     graphs.save(model, path)
-    return path, keep_float
+    return path, pairs, graphs.float_only_nodes(model), tied.embedding_gathers(model, pairs)
+
+
+def _share_tied(target: Path, pairs: dict[str, str]) -> dict:
+    """Rewrite the quantized graph at `target` so the embedding reads the projection's weights."""
+    if not pairs:
+        return {}
+    model = graphs.load(target)
+    shared = tied.share(model, pairs)
+    graphs.save(model, target)
+    return {"tied_embedding": shared}
 
 
 def _fp16(source: Path, target: Path, options: Options, context: dict) -> dict:
@@ -42,7 +52,7 @@ def _fp16(source: Path, target: Path, options: Options, context: dict) -> dict:
 def _int8_dynamic(source: Path, target: Path, options: Options, context: dict) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    untied, keep_float = _untied(source, context["scratch"])
+    untied, pairs, keep_float, embeddings = _untied(source, context["scratch"])
     reduce_range = _reduce_range(options)
     quantize_dynamic(
         untied,
@@ -51,14 +61,15 @@ def _int8_dynamic(source: Path, target: Path, options: Options, context: dict) -
         per_channel=True,
         reduce_range=reduce_range,
         op_types_to_quantize=["MatMul", "Gemm", "Gather"],
-        nodes_to_exclude=keep_float,
+        nodes_to_exclude=keep_float + embeddings,
         use_external_data_format=graphs.has_external_data(untied),
+        extra_options={"WeightSymmetric": True},  # what tied.share reads (the default, said explicitly)
     )
     return {
         "recipe": "quantize_dynamic QInt8 per-channel",
         "reduce_range": reduce_range,
         "float_nodes": len(keep_float),
-    }
+    } | _share_tied(target, pairs)
 
 
 class _Feeds:
@@ -134,13 +145,14 @@ def _int8_static(source: Path, target: Path, options: Options, context: dict) ->
 def _int4(source: Path, target: Path, options: Options, context: dict) -> dict:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    untied, _ = _untied(source, context["scratch"])
+    untied, pairs, _, embeddings = _untied(source, context["scratch"])
     quantizer = MatMulNBitsQuantizer(
         graphs.load(untied),
         bits=4,
         block_size=options.int4_block_size,
-        is_symmetric=True,
+        is_symmetric=True,  # what tied.share reads: no zero points
         accuracy_level=options.int4_accuracy_level,
+        nodes_to_exclude=embeddings,
         op_types_to_quantize=("MatMul", "Gather"),
         quant_axes=(("MatMul", 0), ("Gather", 1)),
     )
@@ -149,7 +161,7 @@ def _int4(source: Path, target: Path, options: Options, context: dict) -> dict:
     return {
         "recipe": f"MatMulNBits 4-bit symmetric, block {options.int4_block_size}",
         "accuracy_level": options.int4_accuracy_level,
-    }
+    } | _share_tied(target, pairs)
 
 
 RECIPES = {"fp16": _fp16, "int8_dynamic": _int8_dynamic, "int8_static": _int8_static, "int4": _int4}
