@@ -58,7 +58,7 @@ def test_defaults_are_filled_from_the_schema():
         (
             {"backends": {"pytorch": {"precisions": ["int3"]}}},
             "backends.pytorch.precisions: 'int3' is not supported by pytorch; supported: fp32, bf16, fp16, int8, "
-            "int8_torchao, int4",
+            "int8_torchao, int4, int4_quanto",
         ),
         (
             {"backends": {"tensorrt": {"precisions": ["fp16"]}}},

@@ -58,7 +58,8 @@ def test_quantized_artifacts_are_smaller_and_name_their_library(built):
     assert all(0 < weights[p] < size[p] for p in size)
     assert built["int8"][1]["library"].startswith("torch ") and "x86" in built["int8"][1]["recipe"]
     assert built["int8_torchao"][1]["library"].startswith("torchao")
-    assert built["int4"][1]["library"].startswith("optimum-quanto")
+    assert built["int4"][1]["library"].startswith("torch ") and "int4" in built["int4"][1]["recipe"]
+    assert built["int4_quanto"][1]["library"].startswith("optimum-quanto")
 
 
 def test_corrupt_artifact_is_detected_not_used(built, tmp_path):
@@ -75,8 +76,10 @@ def test_corrupt_artifact_is_detected_not_used(built, tmp_path):
 def test_stored_tensors_account_for_the_weight_files(built):
     groups = {p: size_breakdown(pytorch, folder) for p, (folder, _) in built.items()}
     assert groups["fp32"]["quantized weights"] == 0 and groups["int8_torchao"]["quantized weights"] > 0
-    int4 = groups["int4"]  # the tied token embedding stays fp32: most of the file
-    assert int4["embeddings (float)"] > 0.5 * sum(int4.values()) > int4["quantized weights"] > 0
+    quanto = groups["int4_quanto"]  # the tied token embedding stays fp32: most of the file
+    assert quanto["embeddings (float)"] > 0.5 * sum(quanto.values()) > quanto["quantized weights"] > 0
+    int4 = groups["int4"]  # float embeddings left: the position tables only (bf16)
+    assert int4["embeddings (float)"] < 0.1 * sum(int4.values()) < int4["quantized weights"]
 
 
 def test_device_cuda_is_rejected_where_torch_cannot_use_a_gpu():
@@ -150,3 +153,33 @@ def test_int8_decodes_one_utterance_at_a_time_in_the_accuracy_pass():
     params = config.validate(minimal_params(backends={"pytorch": {"precisions": ["fp32", "int8"]}}))
     assert batch_size_of(Cell("d", "tiny.en", "pytorch", "int8"), params) == (1, pytorch.batch_reason("int8"))
     assert batch_size_of(Cell("d", "tiny.en", "pytorch", "fp32"), params)[1] is None
+
+
+def test_int4_stores_the_tied_embedding_once_in_4_bits_and_reads_it_back_exactly(built, clip):
+    """Every Linear and proj_out at 4 bits, the token embedding reading proj_out's nibbles: weights within 25 %
+    of params x 4 / 8 (bf16 scales per 32 values, bf16 convolutions and positions: 1.22x for tiny.en)."""
+    import torch
+
+    from whisperbench.backends.pytorch import int4
+
+    folder, record = built["int4"]
+    stored = pytorch.stored_tensors(folder)
+    vocab, width = 51864, 384
+    assert sorted((t.dtype, t.shape) for t in stored if t.shape[0] == vocab) == [
+        ("bfloat16", (vocab, width // 32)),  # proj_out's scales
+        ("uint8", (vocab, width // 2)),  # its nibbles, once
+    ]
+    params = built["fp32"][1]["weights_bytes"] / 4
+    assert record["weights_bytes"] < 1.25 * params * 4 / 8
+    transcriber = pytorch.load(folder, "int4", pytorch.Options(), Decoding(), threads=2)
+    ids = torch.tensor([[50257, 383, 13, 50256]])
+    projection = transcriber.model.proj_out
+    identity = torch.eye(width, dtype=torch.bfloat16)
+    rows = projection(identity).t()  # the kernel's own weights: W^T of the identity, [vocab, width]
+    assert torch.equal(transcriber.model.model.decoder.embed_tokens(ids), rows[ids])
+    nibbles, scales = int4.quantize_weight(torch.randn(48, 64), 32)  # 48 outputs: padded to 64 for the kernel
+    layer = int4._linear_class()(nibbles, scales, torch.zeros(48), 32)
+    dequantized = (int4.unpack(nibbles).float() - 8).reshape(48, 2, 32) * scales.float().unsqueeze(-1)
+    inputs = torch.randn(3, 64).to(torch.bfloat16)
+    expected = inputs.float() @ dequantized.reshape(48, 64).t()
+    torch.testing.assert_close(layer(inputs).float(), expected, rtol=0.02, atol=0.05)

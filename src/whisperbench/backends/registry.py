@@ -45,7 +45,7 @@ BACKENDS: dict[str, BackendSpec] = {
     "pytorch": BackendSpec(
         name="pytorch",
         module="whisperbench.backends.pytorch",
-        precisions=("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4"),
+        precisions=("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quanto"),
         label="PT",
     ),
     "onnxruntime": BackendSpec(

@@ -1,12 +1,13 @@
 """PyTorch (transformers) backend: FP32, BF16, FP16, INT8 dynamic (torch.ao x86 engine, or torchao), INT4
-weight-only (optimum-quanto).
+weight-only (torch's CPU int4 kernel, or optimum-quanto).
 
 INT8 (`int8.py`) is torch.ao's dynamic quantization on the x86 engine (fbgemm's int8 kernels, VNNI where the
 CPU has it) on every Linear, per output channel, the tied output projection included, its int8 rows also
 serving as the token embedding (stored once). `int8_torchao` is torchao's `Int8DynamicActivationInt8WeightConfig`
-in eager mode, `proj_out` and the embedding fp32. INT4 uses optimum-quanto's `qint4` weights, because
-torchao's INT4 configs have no CPU kernel with torch 2.13 (they need `mslk` or CUDA); its tied output
-projection stays in float, so the tie survives.
+in eager mode, `proj_out` and the embedding fp32. INT4 (`int4.py`) calls torch's CPU int4 GEMM directly (the
+kernel of torchao's `Int4CPULayout`, whose configs need `mslk` or CUDA with torch 2.13) on bf16 activations,
+every Linear and the tied embedding at 4 bits, stored once; `int4_quanto` is optimum-quanto's `qint4`
+weights, `proj_out` and the embedding fp32.
 
 `recipes` builds each precision's artifact and reads it back; `runtime` transcribes and times it.
 """
@@ -16,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from whisperbench.backends.base import BackendOptions
+from whisperbench.backends.pytorch.int4 import GROUP_SIZES
 from whisperbench.backends.pytorch.recipes import FLOAT_DTYPES, prepare, stored_tensors
 from whisperbench.backends.pytorch.runtime import PyTorchTranscriber, load
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quanto")
 MAX_AUDIO_S = 30.0  # short-form decoding only: transformers' long-form path forces timestamps
 _probe_cache: dict[str, str | None] = {}
 
@@ -32,7 +34,7 @@ BUILD_MEMORY = {
     "bf16": (426, 5.71),
     "fp16": (427, 5.71),
     "fp32": (127, 5.72),
-    "int4": (946, 6.27),
+    "int4_quanto": (946, 6.27),  # measured as int4 before torch's CPU int4 kernel took that name (int4.py)
     "int8_torchao": (506, 5.67),  # measured as int8 before torch.ao's x86 recipe took that name (int8.py)
 }
 
@@ -42,7 +44,7 @@ BUILD_DISK = {
     "bf16": (4, 2.00),
     "fp16": (4, 2.00),
     "fp32": (4, 4.00),
-    "int4": (111, 0.69),
+    "int4_quanto": (111, 0.69),
     "int8_torchao": (98, 1.12),
 }
 
@@ -51,12 +53,17 @@ BUILD_DISK = {
 class Options(BackendOptions):
     attn_implementation: str = "sdpa"
     device: str = "cpu"
+    int4_group_size: int = 32  # int4: input values sharing one bf16 scale
 
     def __post_init__(self):
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ValueError(f"attn_implementation {self.attn_implementation!r} is not one of: sdpa, eager")
         if self.device not in DEVICES:
             raise ValueError(f"device {self.device!r} is not one of: {', '.join(DEVICES)}")
+        if self.int4_group_size not in GROUP_SIZES:
+            raise ValueError(
+                f"int4_group_size {self.int4_group_size!r} is not one of: {', '.join(map(str, GROUP_SIZES))}"
+            )
 
 
 DEVICES = ("cpu", "cuda")

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from whisperbench.backends.base import BuildContext
-from whisperbench.backends.pytorch import int8
+from whisperbench.backends.pytorch import int4, int8
 
 FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 _KEEP_FLOAT = ("proj_out",)
-_LIBRARY = {"int8": "torch", "int8_torchao": "torchao", "int4": "optimum-quanto"}
+_LIBRARY = {"int8": "torch", "int8_torchao": "torchao", "int4": "torch", "int4_quanto": "optimum-quanto"}
 
 
 def _keep_linear(module, name: str) -> bool:
@@ -62,6 +62,11 @@ def prepare(hf_dir: Path, precision: str, options, output_dir: Path, context: Bu
         model.generation_config.save_pretrained(output_dir)
         torch.save(model.state_dict(), output_dir / "model_int8.pt")
     elif precision == "int4":
+        int4.save(model, output_dir, options.int4_group_size)
+        model.config.save_pretrained(output_dir)
+        model.generation_config.save_pretrained(output_dir)
+        return {"library": _library_version(precision), "recipe": int4.recipe(options.int4_group_size)}
+    elif precision == "int4_quanto":
         from optimum.quanto import freeze, qint4, quantization_map, quantize
         from safetensors.torch import save_file
 
@@ -92,6 +97,9 @@ def load_model(artifact_dir: Path, precision: str, options):
         model = WhisperForConditionalGeneration(config).eval()
     if precision == "int8":
         int8.load_into(model, artifact_dir / int8.WEIGHTS)
+        return _with_generation_config(model, artifact_dir)
+    if precision == "int4":
+        int4.load_into(model, artifact_dir)
         return _with_generation_config(model, artifact_dir)
     if precision == "int8_torchao":
         state = torch.load(artifact_dir / "model_int8.pt", weights_only=False)
