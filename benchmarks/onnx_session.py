@@ -8,7 +8,9 @@ thread settings:
   fused, the encoder ms and decoder ms/step of each, and whether the outputs stay equal (max abs difference
   of the encoder outputs and of the logits, greedy tokens identical);
 * **IO binding**: the same greedy loop with the KV cache kept in OrtValues between steps
-  (`run_with_iobinding`, the encoder's K/V bound once) against numpy feeds (`session.run`).
+  (`run_with_iobinding`, the encoder's K/V bound once) against numpy feeds (`session.run`);
+* **batched encoder**: the encoder's ms per utterance at batch 1 and in a batch of `--batch` (why the
+  accuracy pass encodes one utterance at a time and batches only the decoder steps).
 
 Each variant: `--warmup` untimed clips, then the median of `--repeats` runs per clip, variants interleaved.
 
@@ -153,7 +155,27 @@ def _compare(base: dict, other: dict) -> dict:
     }
 
 
-def measure(artifact: Path, clips: list, threads: int, warmup: int, repeats: int) -> dict:
+def _encoder_per_utterance(transcriber, clips: list, batch: int, repeats: int) -> dict:
+    """Median encoder ms per utterance at batch 1 and at `batch` (the clips repeated to fill it)."""
+    features = np.concatenate([transcriber.features(clip) for clip in clips])
+    batched = np.concatenate([features] * -(-batch // len(features)))[:batch]
+
+    def per_utterance(inputs: np.ndarray) -> float:
+        runs = []
+        for _ in range(repeats + 1):  # the first run is a warm-up
+            start = time.perf_counter()
+            transcriber.encoder.run(transcriber.encoder_outputs, {"input_features": inputs})
+            runs.append((time.perf_counter() - start) * 1e3 / len(inputs))
+        return round(statistics.median(runs[1:]), 1)
+
+    return {
+        "batch": batch,
+        "ms_per_utterance_batch_1": per_utterance(batched[:1]),
+        "ms_per_utterance_batched": per_utterance(batched),
+    }
+
+
+def measure(artifact: Path, clips: list, threads: int, warmup: int, repeats: int, batch: int) -> dict:
     from whisperbench.backends.base import Decoding
     from whisperbench.backends.onnxruntime import Options, runtime
 
@@ -166,10 +188,12 @@ def measure(artifact: Path, clips: list, threads: int, warmup: int, repeats: int
             "optimizer": (runtime.load(optimized, precision, Options(), Decoding(), threads), False),
         }
         timed = {name: _time_variant(t, clips, binding, warmup, repeats) for name, (t, binding) in variants.items()}
+        encoder_batch = _encoder_per_utterance(variants["as built"][0], clips, batch, repeats)
     base = timed["as built"]
     return {
         "artifact": str(artifact),
         "optimizer_fused": fused,
+        "batched_encoder": encoder_batch,
         "variants": {
             name: {
                 "encoder_ms": round(result["encoder_ms"], 2),
@@ -194,6 +218,11 @@ def _markdown(results: list[dict]) -> str:
                 f"| {name} | {variant} | {row['encoder_ms']:.1f} | {row['decoder_ms_per_step']:.2f} | "
                 f"{row.get('tokens_identical', '')} | {'' if diff is None else f'{diff:.2e}'} |"
             )
+    lines += ["", "| artifact | encoder ms per utterance, batch 1 | in a batch of B | B |", "|---|---:|---:|---:|"]
+    for result in results:
+        name, encoder = "/".join(Path(result["artifact"]).parts[-3:]), result["batched_encoder"]
+        single, batched = encoder["ms_per_utterance_batch_1"], encoder["ms_per_utterance_batched"]
+        lines.append(f"| {name} | {single} | {batched} | {encoder['batch']} |")
     fused = {"/".join(Path(r["artifact"]).parts[-3:]): r["optimizer_fused"] for r in results}
     lines += ["", "Operators the optimizer fused: " + json.dumps(fused)]
     return "\n".join(lines) + "\n"
@@ -210,12 +239,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the batched encoder timing")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()][: args.clips]
     clips = [audio_io.load(row["audio_path"]) for row in rows]
-    results = [measure(path, clips, args.threads, args.warmup, args.repeats) for path in args.artifacts]
-    record = {"clips": [row["id"] for row in rows], "threads": args.threads, "repeats": args.repeats}
+    results = [measure(path, clips, args.threads, args.warmup, args.repeats, args.batch) for path in args.artifacts]
+    record = {
+        "clips": [row["id"] for row in rows],
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+    }
     record |= {"cpu": provenance.cpu_info(), "libraries": provenance.library_versions(), "date": provenance.now()}
     write_json(args.out.with_suffix(".json"), record | {"results": results})
     args.out.with_suffix(".md").write_text(_markdown(results))
