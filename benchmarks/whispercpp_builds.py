@@ -13,54 +13,34 @@ native / wheel speed-up (wheel time / native time; for RTFx native / wheel). Run
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from whisperbench import config, dag
-from whisperbench.io import read_jsonl, write_json, write_text
-from whisperbench.metrics import provenance, score
+from whisperbench import config
+from whisperbench.io import write_json, write_text
+from whisperbench.metrics import provenance
+
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+import option_variants  # noqa: E402  (after the path it is found on)
 
 BUILDS = ("native", "wheel")
-STAGES = ("rtfx", "encoder_ms", "first_token_ms", "decoder_ms_per_token")
+STAGES = option_variants.STAGES
 BACKEND = "whispercpp"
 
 
 def _timing_pass(cell: config.Cell, raw: dict, build: str, scratch: Path) -> dict:
-    """The cell's timing pass on one build, in its own process: the stage figures and the run record."""
-    params_path = scratch / f"params-{build}.yaml"
-    options = raw["backends"][BACKEND].get("options", {}) | {"build": build}
-    raw = raw | {"backends": raw["backends"] | {BACKEND: raw["backends"][BACKEND] | {"options": options}}}
-    params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    rows, run = scratch / f"{build}.jsonl", scratch / f"{build}.json"
-    values = {"dataset": cell.dataset, "model": cell.model, "backend": BACKEND, "precision": cell.precision}
-    command = [sys.executable, "scripts/transcribe.py", "--pass", "timing", "--quiet", "--params", str(params_path)]
-    command += [f"--{name}={value}" for name, value in values.items()]
-    command += ["--manifest", dag.path("timing_manifest", **values), "--model-dir", dag.path("model", **values)]
-    command += ["--artifact", dag.path("artifact", **values), "--rows", str(rows), "--run", str(run)]
-    subprocess.run(command, check=True)
-    record = json.loads(run.read_text())
-    timed = [row for row in read_jsonl(rows) if "total_ms" in row]
-    return {
-        **{stage: score.speed(timed)[stage] for stage in STAGES},
-        "utterances": len(timed),
-        "build": record["runtime"]["build"],
-        "system_info": record["runtime"]["system_info"],
-        "other_load_cores": record.get("other_load_cores"),
-    }
+    """The cell's timing pass on one build, in its own process: the stage figures and the build's record."""
+    figures = option_variants.timing_pass(cell, raw, {"build": build}, scratch)
+    runtime = figures.pop("runtime")
+    return figures | {"build": runtime["build"], "system_info": runtime["system_info"]}
 
 
 def speedups(native: dict, wheel: dict) -> dict:
     """Per stage, how many times faster the native build is (time stages: wheel / native; RTFx: native / wheel)."""
-    ratios = {}
-    for stage in STAGES:
-        a, b = (native[stage], wheel[stage]) if stage == "rtfx" else (wheel[stage], native[stage])
-        ratios[stage] = a / b if a and b else None
-    return ratios
+    return option_variants.speedups(wheel, native)
 
 
 def _table(cells: list[dict]) -> str:

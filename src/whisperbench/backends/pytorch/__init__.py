@@ -54,12 +54,15 @@ class Options(BackendOptions):
     attn_implementation: str = "sdpa"
     device: str = "cpu"
     int4_group_size: int = 32  # int4: input values sharing one bf16 scale
+    compile: bool = False  # torch.compile the encoder and decoder at load (compile time recorded apart)
 
     def __post_init__(self):
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ValueError(f"attn_implementation {self.attn_implementation!r} is not one of: sdpa, eager")
         if self.device not in DEVICES:
             raise ValueError(f"device {self.device!r} is not one of: {', '.join(DEVICES)}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile {self.compile!r} is not one of: true, false")
         if self.int4_group_size not in GROUP_SIZES:
             raise ValueError(
                 f"int4_group_size {self.int4_group_size!r} is not one of: {', '.join(map(str, GROUP_SIZES))}"
