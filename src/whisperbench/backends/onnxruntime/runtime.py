@@ -97,9 +97,9 @@ class OnnxTranscriber:
     def transcribe_batch(self, audios: list[np.ndarray]) -> list[Hypothesis]:
         """Encode one utterance at a time, decode the batch together.
 
-        Batching the encoder does not pay on CPU: attention's [batch, heads, 1500, 1500] scores leave the
-        cache (tiny.en, 2 threads: 0.25 s per utterance alone, 0.53 s each in a batch of 8); the decoder
-        steps do gain from it (1.3x at 8).
+        Batching the encoder does not pay on CPU (attention's [batch, heads, 1500, 1500] scores leave the
+        cache): fp32 tiny.en 237 ms per utterance alone, 255 in a batch of 8; base 548 / 607
+        (benchmarks/results/onnx-session-2026-12-07.md); the decoder steps do gain from a batch.
         """
         from onnxruntime.capi.onnxruntime_pybind11_state import Fail, RuntimeException
 
