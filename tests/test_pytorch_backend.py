@@ -183,3 +183,22 @@ def test_int4_stores_the_tied_embedding_once_in_4_bits_and_reads_it_back_exactly
     inputs = torch.randn(3, 64).to(torch.bfloat16)
     expected = inputs.float() @ dequantized.reshape(48, 64).t()
     torch.testing.assert_close(layer(inputs).float(), expected, rtol=0.02, atol=0.05)
+
+
+def test_compile_keeps_the_transcript_and_the_cut_point_and_times_compilation_apart(built, clip):
+    """torch.compile at load: compilation happens there (recorded as compile_s), transcripts stay fp32's, and the
+    encoder clock still sees the encoder and every cross-attention K/V projection once per utterance."""
+    transcriber = pytorch.load(built["fp32"][0], "fp32", pytorch.Options(compile=True), Decoding(), threads=2)
+    assert transcriber.runtime["compile_s"] > 0 and "inductor" in transcriber.runtime["compiled"]
+    result = transcriber.transcribe(clip)
+    assert result.text == TINY_EN_FP32_TEXT
+    layers = len(transcriber.model.get_decoder().layers)
+    expected = ["encoder"] + [f"decoder.{i}.cross_{kind}" for i in range(layers) for kind in ("k", "v")]
+    assert [name for name, _, _ in transcriber.encoder_clock.spans] == expected
+    assert 0 < result.encoder_ms < result.first_token_ms
+
+
+def test_compile_takes_a_boolean():
+    params = minimal_params(backends={"pytorch": {"precisions": ["fp32"], "options": {"compile": "yes"}}})
+    with pytest.raises(UserError, match=r"backends\.pytorch\.options.*compile 'yes' is not one of: true, false"):
+        config.validate(params)
