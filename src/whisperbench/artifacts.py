@@ -40,8 +40,8 @@ def build_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _context(params: dict) -> BuildContext:
-    return BuildContext(Decoding.from_params(params["decoding"]), build_threads())
+def _context(params: dict, sensitivity: dict | None = None) -> BuildContext:
+    return BuildContext(Decoding.from_params(params["decoding"]), build_threads(), sensitivity)
 
 
 def _options(backend: str, params: dict):
@@ -207,8 +207,11 @@ def _refused(spec, precision: str, source: dict) -> str | None:
     return memory_problem(spec.name, precision, source.get("n_parameters"))
 
 
-def build(model_dir: str | Path, model: str, backend: str, precision: str, params: dict, output) -> dict:
-    """One precision's artifact; `model_dir` is the fetched model, or the export for exporting backends."""
+def build(
+    model_dir: str | Path, model: str, backend: str, precision: str, params: dict, output, sensitivity=None
+) -> dict:
+    """One precision's artifact; `model_dir` is the fetched model, or the export for exporting backends;
+    `sensitivity`: the model's sensitivity record (a mixed precision chosen by it)."""
     spec = registry.get(backend)
     source_dir, source = _source(spec, model_dir)
     record = {"model": model, "backend": backend, "precision": precision, "weights_sha256": source["weights_sha256"]}
@@ -221,7 +224,7 @@ def build(model_dir: str | Path, model: str, backend: str, precision: str, param
         with _measured() as cost, _disk_full_names_the_step(label, staging):
             try:
                 details = spec.load_module().prepare(
-                    source_dir, precision, _options(backend, params), staging, _context(params)
+                    source_dir, precision, _options(backend, params), staging, _context(params, sensitivity)
                 )
                 record |= {"status": "ok", **details, "weights_bytes": _weights_bytes(spec, staging)}
             except (UserError, KeyboardInterrupt, MemoryError):

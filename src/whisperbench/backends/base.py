@@ -27,6 +27,8 @@ A backend whose registry entry says `exports=True` also provides
 Optional hooks, called at params validation: `decoding_problem(decoding) -> str | None`,
 `environment_problem(options) -> str | None` (e.g. device cuda without a CUDA build) and
 `precision_problem(precision, options) -> str | None` (a precision these options cannot run).
+A backend that can mix 4- and 8-bit groups declares `MIXED`, `mixed_scheme` and `mixed_widths` (see
+`mixed/plan.py`); one whose format cannot declares `UNMIXABLE = {precision: reason}`.
 Optional for the size benchmark (`benchmarks/peers.py`):
 `stored_tensors(artifact_dir) -> list[metrics.sizes.StoredTensor]`, the tensors its files store.
 """
@@ -103,10 +105,12 @@ class Decoding:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a build may need besides its source: the decoding rules (calibration runs) and threads."""
+    """What a build may need besides its source: the decoding rules (calibration runs), threads, and for a
+    mixed precision chosen by sensitivity, the model's sensitivity record (mixed/sensitivity.py)."""
 
     decoding: Decoding
     threads: int
+    sensitivity: dict | None = None
 
 
 def prompt_tokens(generation_config, decoding: Decoding) -> list[int]:

@@ -45,7 +45,7 @@ BACKENDS: dict[str, BackendSpec] = {
     "pytorch": BackendSpec(
         name="pytorch",
         module="whisperbench.backends.pytorch",
-        precisions=("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quanto"),
+        precisions=("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quanto", "int4_mixed", "int4_fixedmix"),
         label="PT",
     ),
     "onnxruntime": BackendSpec(

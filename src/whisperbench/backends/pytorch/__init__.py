@@ -20,8 +20,12 @@ from whisperbench.backends.base import BackendOptions
 from whisperbench.backends.pytorch.int4 import GROUP_SIZES
 from whisperbench.backends.pytorch.recipes import FLOAT_DTYPES, prepare, stored_tensors
 from whisperbench.backends.pytorch.runtime import PyTorchTranscriber, load
+from whisperbench.mixed.plan import check_budget
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quanto")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quanto", "int4_mixed", "int4_fixedmix")
+# Mixed int4/int8 (mixed/plan.py): int4_mixed promotes the groups the sensitivity pass ranks most damaging,
+# int4_fixedmix the embedding and the first and last layers (no measurement), both within the budget.
+MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed"}
 MAX_AUDIO_S = 30.0  # short-form decoding only: transformers' long-form path forces timestamps
 _probe_cache: dict[str, str | None] = {}
 
@@ -55,6 +59,7 @@ class Options(BackendOptions):
     device: str = "cpu"
     int4_group_size: int = 32  # int4: input values sharing one bf16 scale
     compile: bool = False  # torch.compile the encoder and decoder at load (compile time recorded apart)
+    mixed_bits_per_weight: float = 5.0  # int4_mixed / int4_fixedmix: the budget (effective bits per weight)
 
     def __post_init__(self):
         if self.attn_implementation not in ("sdpa", "eager"):
@@ -63,6 +68,7 @@ class Options(BackendOptions):
             raise ValueError(f"device {self.device!r} is not one of: {', '.join(DEVICES)}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile {self.compile!r} is not one of: true, false")
+        check_budget(self.mixed_bits_per_weight)
         if self.int4_group_size not in GROUP_SIZES:
             raise ValueError(
                 f"int4_group_size {self.int4_group_size!r} is not one of: {', '.join(map(str, GROUP_SIZES))}"
@@ -73,6 +79,20 @@ DEVICES = ("cpu", "cuda")
 # The quantized artifacts hold CPU kernels' layouts (fbgemm's and torchao's int8, quanto's int4 on CPU) and were only
 # checked there; on a GPU only the float precisions run.
 CUDA_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def mixed_scheme(options: Options):
+    from whisperbench.mixed.schemes import Scheme
+
+    return Scheme(options.int4_group_size, "bf16")
+
+
+def mixed_widths(options: Options):
+    """int4 or int8 for every Linear and the tied embedding; convolutions, positions, biases and norms bf16."""
+    from whisperbench.mixed.budget import Widths
+    from whisperbench.mixed.groups import CONV, POSITIONS
+
+    return Widths(float_bits=16, fixed={CONV: 16, POSITIONS: 16})
 
 
 def environment_problem(options: Options) -> str | None:
@@ -136,4 +156,4 @@ def decoding_problem(decoding: dict) -> str | None:
 
 __all__ = ["BUILD_DISK", "BUILD_MEMORY", "MAX_AUDIO_S", "PRECISIONS", "Options", "PyTorchTranscriber"]
 __all__ += ["decoding_problem", "environment_problem", "load", "precision_problem", "prepare", "stored_tensors"]
-__all__ += ["batch_reason", "unsupported_reason"]
+__all__ += ["MIXED", "batch_reason", "mixed_scheme", "mixed_widths", "unsupported_reason"]

@@ -84,6 +84,58 @@ def _linear_class():
     return Int4Linear
 
 
+def quantize_weight_int8(weight):
+    """(int8 values [N, K], bf16 scales [N]): symmetric per output feature, largest magnitude at 127."""
+    import torch
+
+    scales = (weight.float().abs().amax(dim=1) / 127).to(torch.bfloat16)
+    safe = torch.where(scales == 0, torch.ones_like(scales), scales).float()
+    return torch.round(weight.float() / safe[:, None]).clamp(-127, 127).to(torch.int8), scales
+
+
+def _int8_linear_class():
+    import torch
+
+    class Int8WeightLinear(torch.nn.Module):
+        """y = x W^T + b with int8 weights per output feature (torch's CPU int8 weight-only GEMM); bf16 in/out."""
+
+        def __init__(self, values, scales, bias):
+            super().__init__()
+            self.out_features, self.in_features = values.shape
+            # copies: the kernel reads with aligned vector loads, and a tensor memory-mapped from the file
+            # starts wherever its offset falls (seen: a segmentation fault on one layer of three)
+            self.register_buffer("values", values.clone())
+            self.register_buffer("scales", scales.clone())
+            self.register_buffer("bias", None if bias is None else bias.to(torch.bfloat16))
+
+        def forward(self, x):
+            flat = x.reshape(-1, self.in_features).to(torch.bfloat16)
+            out = torch.ops.aten._weight_int8pack_mm(flat, self.values, self.scales)
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*x.shape[:-1], self.out_features)
+
+    return Int8WeightLinear
+
+
+def _int8_embedding_class():
+    import torch
+
+    class TiedInt8Embedding(torch.nn.Module):
+        """The token embedding read from the output projection's int8 rows: row x its scale."""
+
+        def __init__(self, values, scales):
+            super().__init__()
+            self.register_buffer("values", values, persistent=False)
+            self.register_buffer("scales", scales, persistent=False)
+            self.num_embeddings, self.embedding_dim = values.shape
+
+        def forward(self, ids):
+            return self.values[ids].to(torch.bfloat16) * self.scales[ids].unsqueeze(-1)
+
+    return TiedInt8Embedding
+
+
 def _embedding_class():
     import torch
 
@@ -110,25 +162,34 @@ def _linears(model) -> list[tuple[str, object]]:
     return [(name, module) for name, module in model.named_modules() if type(module) is torch.nn.Linear]
 
 
-def save(model, output_dir: Path, group_size: int) -> None:
-    """Quantize every Linear of the fp32 model and write the int4 file; nothing else is quantized (bf16)."""
+def save(model, output_dir: Path, group_size: int, int8_linears: frozenset[str] = frozenset()) -> None:
+    """Quantize every Linear of the fp32 model and write the int4 file (`int8_linears`: those stored at 8 bits
+    per output feature instead, a mixed recipe's high-width groups); nothing else is quantized (bf16)."""
     import torch
     from safetensors.torch import save_file
 
     state = {}
-    linear_names = set()
+    layout = {"group_size": group_size, "linears": [], "linears_int8": []}
     for name, module in _linears(model):
-        nibbles, scales = quantize_weight(module.weight.detach(), group_size)
-        state[f"{name}.weight_nibbles"], state[f"{name}.weight_scale"] = nibbles, scales
+        if name in int8_linears:
+            values, scales = quantize_weight_int8(module.weight.detach())
+            state[f"{name}.weight_int8"], state[f"{name}.weight_scale"] = values, scales
+            layout["linears_int8"].append(name)
+        else:
+            nibbles, scales = quantize_weight(module.weight.detach(), group_size)
+            state[f"{name}.weight_nibbles"], state[f"{name}.weight_scale"] = nibbles, scales
+            layout["linears"].append(name)
         if module.bias is not None:
             state[f"{name}.bias"] = module.bias.detach().to(torch.bfloat16)
-        linear_names.add(name)
+    quantized = set(layout["linears"]) | set(layout["linears_int8"])
     for key, tensor in model.state_dict().items():
         owner = key.rsplit(".", 1)[0]
-        if owner not in linear_names and owner != EMBEDDING:
+        if owner not in quantized and owner != EMBEDDING:
             state[key] = tensor.detach().to(torch.bfloat16).contiguous()
     save_file(state, output_dir / WEIGHTS)
-    (output_dir / LAYOUT).write_text(json.dumps({"group_size": group_size, "linears": sorted(linear_names)}))
+    (output_dir / LAYOUT).write_text(
+        json.dumps({key: sorted(value) if isinstance(value, list) else value for key, value in layout.items()})
+    )
 
 
 def load_into(model, artifact_dir: Path) -> None:
@@ -146,6 +207,13 @@ def load_into(model, artifact_dir: Path) -> None:
         setattr(model.get_submodule(parent) if parent else model, child, module)
         if name == PROJECTION:
             model.model.decoder.embed_tokens = _embedding_class()(nibbles, scales)
+    for name in layout.get("linears_int8", []):
+        parent, _, child = name.rpartition(".")
+        values, scales = state.pop(f"{name}.weight_int8"), state.pop(f"{name}.weight_scale")
+        module = _int8_linear_class()(values, scales, state.pop(f"{name}.bias", None))
+        setattr(model.get_submodule(parent) if parent else model, child, module)
+        if name == PROJECTION:
+            model.model.decoder.embed_tokens = _int8_embedding_class()(module.values, module.scales)
     model.load_state_dict(state, strict=False, assign=True)
     missing = [key for key, value in model.state_dict().items() if value.is_meta]
     if missing:

@@ -12,6 +12,7 @@ from whisperbench.backends.pytorch import int4, int8
 FLOAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 _KEEP_FLOAT = ("proj_out",)
 _LIBRARY = {"int8": "torch", "int8_torchao": "torchao", "int4": "torch", "int4_quanto": "optimum-quanto"}
+INT4_LAYOUT = ("int4", "int4_mixed", "int4_fixedmix")  # the int4 file, some Linears at 8 bits in the mixes
 
 
 def _keep_linear(module, name: str) -> bool:
@@ -66,6 +67,8 @@ def prepare(hf_dir: Path, precision: str, options, output_dir: Path, context: Bu
         model.config.save_pretrained(output_dir)
         model.generation_config.save_pretrained(output_dir)
         return {"library": _library_version(precision), "recipe": int4.recipe(options.int4_group_size)}
+    elif precision in INT4_LAYOUT:
+        return _mixed(model, precision, options, output_dir, context)
     elif precision == "int4_quanto":
         from optimum.quanto import freeze, qint4, quantization_map, quantize
         from safetensors.torch import save_file
@@ -80,6 +83,32 @@ def prepare(hf_dir: Path, precision: str, options, output_dir: Path, context: Bu
     else:
         raise ValueError(f"pytorch cannot build precision {precision}")
     return {"library": _library_version(precision), "kept_in_float": list(_KEEP_FLOAT)}
+
+
+def _mixed(model, precision: str, options, output_dir: Path, context: BuildContext) -> dict:
+    """int4 with the mix's high-width groups at int8 per output feature (torch's int8 weight-only GEMM)."""
+    import sys
+
+    from whisperbench.mixed import plan
+
+    backend = sys.modules["whisperbench.backends.pytorch"]
+    mix = plan.choose(backend, precision, options, model.config.to_dict(), context.sensitivity)
+    # the tied embedding's bits go to proj_out, whose rows the embedding reads (int4.load_into)
+    int8_linears = {
+        int4.PROJECTION if name == int4.EMBEDDING else name
+        for name, bits in mix.pop("module_bits").items()
+        if bits == 8
+    }
+    int4.save(model, output_dir, options.int4_group_size, frozenset(int8_linears))
+    model.config.save_pretrained(output_dir)
+    model.generation_config.save_pretrained(output_dir)
+    calibration = {"calibration_ids": mix.pop("calibration_ids")} if "calibration_ids" in mix else {}
+    return {
+        "library": _library_version("int4"),
+        "recipe": f"{int4.recipe(options.int4_group_size)}; the mix's high-width groups int8 per output feature "
+        "(_weight_int8pack_mm)",
+        "mix": mix,
+    } | calibration
 
 
 def load_model(artifact_dir: Path, precision: str, options):
@@ -98,7 +127,7 @@ def load_model(artifact_dir: Path, precision: str, options):
     if precision == "int8":
         int8.load_into(model, artifact_dir / int8.WEIGHTS)
         return _with_generation_config(model, artifact_dir)
-    if precision == "int4":
+    if precision in INT4_LAYOUT:
         int4.load_into(model, artifact_dir)
         return _with_generation_config(model, artifact_dir)
     if precision == "int8_torchao":
