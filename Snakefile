@@ -9,6 +9,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/mixed.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -183,19 +183,26 @@ def _check_backends(params: dict, source: str, machine_checks: set[str] | None) 
             raise UserError(f"{source}: backends.{name}.options: {error}") from None
         on_this_machine = machine_checks is None or name in machine_checks
         _check_backend_hooks(spec, options, params, source, on_this_machine)
-        module = spec.load_module()
         for precision in backend["precisions"]:
-            if precision not in spec.precisions:
-                raise UserError(
-                    f"{source}: backends.{name}.precisions: {precision!r} is not supported by {name}; "
-                    f"supported: {', '.join(spec.precisions)}"
-                )
-            reason = spec.unsupported_reason(precision) if on_this_machine else None
-            if reason:
-                raise UserError(f"{source}: backends.{name}.precisions: {precision} cannot run here: {reason}")
-            # a precision the chosen options cannot run (e.g. a CPU-only quantized layout on device cuda)
-            if hasattr(module, "precision_problem") and (problem := module.precision_problem(precision, options)):
-                raise UserError(f"{source}: backends.{name}.precisions: {precision}: {problem}")
+            _check_precision(spec, options, precision, f"{source}: backends.{name}.precisions", on_this_machine)
+
+
+def _check_precision(spec, options, precision: str, where: str, on_this_machine: bool) -> None:
+    """One precision of a backend: one it names but cannot build (e.g. a mix its format cannot hold), one it
+    does not know, one this machine cannot run, one these options cannot run."""
+    module = spec.load_module()
+    if reason := getattr(module, "UNMIXABLE", {}).get(precision):
+        raise UserError(f"{where}: {precision}: {reason}; its precisions: {', '.join(spec.precisions)}")
+    if precision not in spec.precisions:
+        raise UserError(
+            f"{where}: {precision!r} is not supported by {spec.name}; supported: {', '.join(spec.precisions)}"
+        )
+    reason = spec.unsupported_reason(precision) if on_this_machine else None
+    if reason:
+        raise UserError(f"{where}: {precision} cannot run here: {reason}")
+    # a precision the chosen options cannot run (e.g. a CPU-only quantized layout on device cuda)
+    if hasattr(module, "precision_problem") and (problem := module.precision_problem(precision, options)):
+        raise UserError(f"{where}: {precision}: {problem}")
 
 
 def _check_backend_hooks(spec, options, params: dict, source: str, on_this_machine: bool) -> None:
@@ -207,6 +214,21 @@ def _check_backend_hooks(spec, options, params: dict, source: str, on_this_machi
         return
     if hasattr(module, "environment_problem") and (problem := module.environment_problem(options)):
         raise UserError(f"{source}: backends.{spec.name}.options.{problem}")
+
+
+def _check_mixes(params: dict, source: str) -> None:
+    """A mixed precision's budget must be reachable for every model (the range named where it is not)."""
+    from whisperbench.backends import registry
+    from whisperbench.mixed import plan
+
+    for name, backend in params["backends"].items():
+        module = registry.get(name).load_module()
+        if not any(plan.is_mixed(module, precision) for precision in backend["precisions"]):
+            continue
+        options = module.Options.from_params(backend.get("options", {}))
+        for model in params["models"]:
+            if problem := plan.budget_problem(module, options, model, model_config(model, params)):
+                raise UserError(f"{source}: backends.{name}.options.{problem}")
 
 
 def _check_report(params: dict, source: str) -> None:
@@ -232,6 +254,7 @@ def validate(params: dict, source: str = "params.yaml", machine_checks: set[str]
     _check_models(filled, source)
     _check_backends(filled, source, machine_checks)
     _check_model_shapes(filled, source)
+    _check_mixes(filled, source)
     _check_report(filled, source)
     return filled
 

@@ -27,6 +27,8 @@ PATHS = {
     "model": "data/models/{model}",
     "export": "data/exports/{model}/{backend}",
     "artifact": "data/artifacts/{model}/{backend}/{precision}",
+    "sensitivity": "results/sensitivity/{model}/{scheme}/sensitivity.json",
+    "sensitivity_plot": "results/sensitivity/{model}/{scheme}/sensitivity.{fmt}",
     "hypotheses": "results/{dataset}/{model}/{backend}/{precision}/hypotheses.jsonl",
     "accuracy_run": "results/{dataset}/{model}/{backend}/{precision}/accuracy.json",
     "timings": "results/{dataset}/{model}/{backend}/{precision}/timings.jsonl",
@@ -61,7 +63,33 @@ def hypotheses_paths(params: dict) -> list[str]:
 
 
 def needs_calibration(params: dict) -> bool:
-    return bool(exports(params))
+    return bool(exports(params)) or bool(sensitivity_passes(params))
+
+
+def _scheme(params: dict, model: str, backend: str, precision: str) -> str | None:
+    """The 4-bit scheme whose sensitivity pass a precision's mix reads (None: it reads none)."""
+    from whisperbench.mixed import plan
+
+    module = registry.get(backend).load_module()
+    if not plan.needs_sensitivity(module, precision):
+        return None
+    return module.mixed_scheme(module.Options.from_params(params["backends"][backend].get("options", {}))).name
+
+
+def sensitivity_passes(params: dict) -> list[tuple[str, str]]:
+    """Every (model, scheme) sensitivity pass the mixed precisions need, once per scheme."""
+    found = {(m, scheme) for m, b, p in artifacts(params) if (scheme := _scheme(params, m, b, p))}
+    return sorted(found)
+
+
+def sensitivity_inputs(params: dict, model: str, backend: str, precision: str) -> list[str]:
+    """The sensitivity record a build reads ([] for every precision but a mix chosen by sensitivity)."""
+    scheme = _scheme(params, model, backend, precision)
+    return [path("sensitivity", model=model, scheme=scheme)] if scheme else []
+
+
+def sensitivity_plots(params: dict, model: str, scheme: str) -> list[str]:
+    return [path("sensitivity_plot", model=model, scheme=scheme, fmt=f) for f in params["report"]["plot_formats"]]
 
 
 def uses_synthetic(params: dict) -> bool:
@@ -184,23 +212,59 @@ def _model_stages(params: dict, raw: dict, params_file: str) -> dict:
             ),
         },
         **_export_stage(params, raw, params_file),
-        **_per_backend(
-            "build_artifact",
-            _by_backend(
-                {
-                    f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p, "source": artifact_source(params, m, b)}
-                    for m, b, p in artifacts(params)
-                }
+        **_sensitivity_stage(params, raw, params_file),
+        **_build_stages(params, raw, params_file),
+    }
+
+
+def _build_stages(params: dict, raw: dict, params_file: str) -> dict:
+    """`build_artifact_<backend>`; a mix chosen by sensitivity in `build_mixed_<backend>` (its record a dep)."""
+    items = {
+        f"{m}-{b}-{p}": {"model": m, "backend": b, "precision": p, "source": artifact_source(params, m, b)}
+        | ({"sensitivity": inputs[0]} if (inputs := sensitivity_inputs(params, m, b, p)) else {})
+        for m, b, p in artifacts(params)
+    }
+
+    def stage(backend: str, mixed: bool) -> dict:
+        option = " --sensitivity ${item.sensitivity}" if mixed else ""
+        return _stage(
+            f"{_script('build_artifact', params_file)} --model-dir ${{item.source}} --model ${{item.model}} "
+            f"--backend ${{item.backend}} --precision ${{item.precision}} --out {_dvc(PATHS['artifact'])}{option} "
+            "--log logs/build_artifact/${item.model}/${item.backend}/${item.precision}.log",
+            ["${item.source}"]
+            + (["${item.sensitivity}"] if mixed else [])
+            + ["scripts/build_artifact.py", f"{CODE}/backends", f"{CODE}/artifacts.py"]
+            + ([f"{CODE}/mixed"] if mixed else []),
+            [_dvc(PATHS["artifact"])],
+            _present(raw, "decoding", f"backends.{backend}.options"),
+        )
+
+    plain = {name: item for name, item in items.items() if "sensitivity" not in item}
+    mixed = {name: item for name, item in items.items() if "sensitivity" in item}
+    return {
+        **_per_backend("build_artifact", _by_backend(plain), partial(stage, mixed=False)),
+        **_per_backend("build_mixed", _by_backend(mixed), partial(stage, mixed=True)),
+    }
+
+
+def _sensitivity_stage(params: dict, raw: dict, params_file: str) -> dict:
+    passes = sensitivity_passes(params)
+    if not passes:
+        return {}
+    plots = [PATHS["sensitivity_plot"].replace("{fmt}", fmt) for fmt in params["report"]["plot_formats"]]
+    return {
+        "sensitivity": {
+            "foreach": {f"{m}-{scheme}": {"model": m, "scheme": scheme} for m, scheme in passes},
+            "do": _stage(
+                f"{_script('sensitivity', params_file)} --model-dir {_dvc(PATHS['model'])} --model ${{item.model}} "
+                f"--scheme ${{item.scheme}} --calibration {path('calibration')} --out {_dvc(PATHS['sensitivity'])} "
+                f"--plots {' '.join(_dvc(p) for p in plots)} "
+                "--log logs/sensitivity/${item.model}/${item.scheme}.log",
+                [_dvc(PATHS["model"]), path("calibration"), "scripts/sensitivity.py", f"{CODE}/mixed"],
+                [_dvc(PATHS["sensitivity"])] + [_dvc(p) for p in plots],
+                _present(raw, "sensitivity", "decoding", "report.plot_formats"),
             ),
-            lambda backend: _stage(
-                f"{_script('build_artifact', params_file)} --model-dir ${{item.source}} --model ${{item.model}} "
-                f"--backend ${{item.backend}} --precision ${{item.precision}} --out {_dvc(PATHS['artifact'])} "
-                "--log logs/build_artifact/${item.model}/${item.backend}/${item.precision}.log",
-                ["${item.source}", "scripts/build_artifact.py", f"{CODE}/backends", f"{CODE}/artifacts.py"],
-                [_dvc(PATHS["artifact"])],
-                _present(raw, "decoding", f"backends.{backend}.options"),
-            ),
-        ),
+        }
     }
 
 

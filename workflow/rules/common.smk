@@ -39,6 +39,7 @@ wildcard_constraints:
     model="[^/]+",
     backend="[a-z0-9_]+",
     precision="[a-z0-9_]+",
+    scheme="[a-z0-9_]+",
 
 
 def machine_cores(cluster_threads):

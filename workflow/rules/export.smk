@@ -22,11 +22,14 @@ rule build_artifact:
     input:
         # the fetched model, or the backend's export of it (exporting backends such as onnxruntime)
         model=lambda wildcards: dag.artifact_source(PARAMS, wildcards.model, wildcards.backend),
+        # a mixed precision chosen by the sensitivity pass reads its record (none for the others)
+        sensitivity=lambda wildcards: dag.sensitivity_inputs(PARAMS, **wildcards),
     output:
         artifact=directory(dag.PATHS["artifact"]),
     params:
         options=lambda wildcards: canonical(PARAMS["backends"][wildcards.backend].get("options", {})),
         decoding=canonical(PARAMS["decoding"]),  # calibration decodes (int8_static)
+        sensitivity=lambda wildcards, input: f" --sensitivity {input.sensitivity}" if input.sensitivity else "",
     conda:
         "../../envs/whisperbench.yaml"
     log:
@@ -34,4 +37,4 @@ rule build_artifact:
     shell:
         script("build_artifact")
         + " --model-dir {input.model} --model {wildcards.model} --backend {wildcards.backend}"
-        + " --precision {wildcards.precision} --out {output.artifact} --log {log}"
+        + " --precision {wildcards.precision} --out {output.artifact}{params.sensitivity} --log {log}"

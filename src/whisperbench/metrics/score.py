@@ -137,6 +137,18 @@ def _settings(accuracy: dict, timing: dict) -> dict:
     }
 
 
+def _bits(accuracy: dict) -> dict:
+    """Bits per weight as stored (weight bytes x 8 / parameters) and, for a mixed recipe, its nominal bits
+    (mixed/budget.py) and how many groups it gave the high width."""
+    weights, parameters = accuracy["artifact"].get("weights_bytes"), accuracy["weights"].get("n_parameters")
+    mix = accuracy["artifact"].get("mix") or {}
+    return {
+        "bits_per_weight": weights * 8 / parameters if weights and parameters else None,
+        "mix_bits_per_weight": mix.get("bits_per_weight"),
+        "mix_high_groups": len(mix["high_bit_groups"]) if mix else None,
+    }
+
+
 def _asked(accuracy: dict, timing: dict) -> dict:
     """What params asked for beside what the cell got, so that a set that shrank shows in the summary."""
     artifact = accuracy["artifact"]
@@ -195,5 +207,6 @@ def score(hypotheses: list[dict], accuracy: dict, timings: list[dict], timing: d
         "baseline_rss_mb": timing.get("baseline_rss_mb"),
         "size_mb": accuracy["artifact"]["size_bytes"] / 1e6,
         "weights_mb": _mb(accuracy["artifact"].get("weights_bytes")),
+        **_bits(accuracy),
         "unstable_texts": sum(not row["all_runs_same_text"] for row in timed),
     }

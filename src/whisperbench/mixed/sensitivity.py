@@ -140,7 +140,7 @@ def measure(hf_dir: Path, rows: list[dict], scheme: Scheme, prompt_rules, max_ne
     }
 
 
-def figure(record: dict, title: str, paths: list[Path]) -> None:
+def figure(record: dict, title: str, path: Path, fmt: str) -> None:
     """One bar per group, KL on a log axis, most damaging on top; agreement written beside each bar."""
     import matplotlib
 
@@ -159,6 +159,5 @@ def figure(record: dict, title: str, paths: list[Path]) -> None:
     axis.set_xlabel("KL(fp32 ‖ group at 4 bits), nats per token (label: top-1 agreement)")
     axis.set_title(title, fontsize=9)
     fig.tight_layout()
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, format=fmt)
     plt.close(fig)

@@ -3,6 +3,8 @@
 * `wer_vs_size`: WER (95 % bootstrap interval as error bars) against size on disk;
 * `rtfx_vs_size`: RTFx against size;
 * `wer_vs_rtfx`: the speed–accuracy frontier (WER against RTFx);
+* `wer_vs_bits`: the quantization frontier, WER against the bits each weight costs as stored (uniform and
+  mixed-precision recipes on one axis);
 * `memory_vs_size`: peak memory while transcribing against size;
 * `latency_breakdown`: per cell, stacked bars of features, encoder, first decoder step and the remaining decode.
 
@@ -48,6 +50,13 @@ TRADE_OFFS = {
     ),
     "wer_vs_rtfx": TradeOff(
         "rtfx", "wer_pct", "RTFx (audio s / compute s, log scale)", "WER (%)", "Accuracy vs speed", True, False
+    ),
+    "wer_vs_bits": TradeOff(
+        "bits_per_weight",
+        "wer_pct",
+        "bits per weight as stored (weight bytes x 8 / parameters, scales included; log scale)",
+        "WER (%)",
+        "Accuracy vs bits per weight (uniform and mixed recipes)",
     ),
     "memory_vs_size": TradeOff(
         "size_mb",

@@ -18,6 +18,9 @@ COLUMNS = {
     "library": "library",
     "size_mb": "size MB",
     "weights_mb": "weights MB",
+    "bits_per_weight": "bits/w",
+    "mix_bits_per_weight": "mix bits/w",
+    "mix_high_groups": "8-bit groups",
     "wer_pct": "WER %",
     "wer_low_pct": "WER low",
     "wer_high_pct": "WER high",
@@ -56,7 +59,15 @@ INTERVALS = {
 LABELS = COLUMNS | {name: label for name, (_, _, label) in INTERVALS.items()}
 # Shown only when some cell has them (random weights; timing.throughput; another's numerics; a parity reference;
 # a timing flag).
-OPTIONAL = ("weights", "rtfx_batched", "numerics", "parity_pct", "timing_flags")
+OPTIONAL = (
+    "weights",
+    "rtfx_batched",
+    "numerics",
+    "parity_pct",
+    "timing_flags",
+    "mix_bits_per_weight",
+    "mix_high_groups",
+)
 
 
 NUMERIC = {
@@ -68,6 +79,9 @@ NUMERIC = {
     "n_parameters",
     "size_mb",
     "weights_mb",
+    "bits_per_weight",
+    "mix_bits_per_weight",
+    "mix_high_groups",
     "rtf",
     "rtfx",
     "encoder_ms",
@@ -193,6 +207,9 @@ DECIMALS = {
     "params_m": 1,
     "size_mb": 1,
     "weights_mb": 1,
+    "bits_per_weight": 2,
+    "mix_bits_per_weight": 2,
+    "mix_high_groups": 0,
     "wer_pct": 2,
     "delta_wer_pct": 2,
     "wer_low_pct": 2,

@@ -10,7 +10,8 @@ FP32 on real clips; `prepare` (recipes.py) turns that export into one precision:
 * int8_static: `quantize_static`, QDQ, activations calibrated on utterances disjoint from the
   evaluation sets (the export's calibration manifest), for the encoder; the decoder step is
   quantized dynamically (static ranges made it hallucinate, see `_int8_static`);
-* int4: `MatMulNBitsQuantizer` (weight-only, symmetric blocks of `int4_block_size`).
+* int4: `MatMulNBitsQuantizer` (weight-only, symmetric blocks of `int4_block_size`);
+* int4_mixed / int4_fixedmix: the same, with the mix's groups at 8 bits (`mixed.py`).
 
 Every quantized recipe stores Whisper's tied token embedding / output projection once: the embedding
 reads the projection's quantized weights (`tied.py`).
@@ -26,8 +27,11 @@ from dataclasses import dataclass
 
 from whisperbench.backends.base import BackendOptions, greedy_without_timestamps
 from whisperbench.backends.onnxruntime import graphs
+from whisperbench.mixed.plan import check_budget
 
-PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static", "int4")
+PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static", "int4", "int4_mixed", "int4_fixedmix")
+# Mixed int4/int8 on MatMulNBits (mixed.py, mixed/plan.py): the sensitivity pass's ranking, or the fixed order.
+MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed"}
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -87,8 +91,10 @@ class Options(BackendOptions):
     int4_block_size: int = 32
     int4_accuracy_level: int = 4
     export_check_utterances: int = 16
+    mixed_bits_per_weight: float = 5.0  # int4_mixed / int4_fixedmix: the budget (effective bits per weight)
 
     def __post_init__(self):
+        check_budget(self.mixed_bits_per_weight)
         checks = [
             ("device", self.device in PROVIDERS, ", ".join(PROVIDERS)),
             (
@@ -107,6 +113,21 @@ class Options(BackendOptions):
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not allowed; allowed: {allowed}")
+
+
+def mixed_scheme(options: Options):
+    from whisperbench.mixed.schemes import Scheme
+
+    return Scheme(options.int4_block_size, "fp32")
+
+
+def mixed_widths(options: Options):
+    """4 or 8 bits for every MatMul weight and Gather table (positions included); convolutions, biases and
+    norms fp32, as the uniform int4 recipe leaves them."""
+    from whisperbench.mixed.budget import Widths
+    from whisperbench.mixed.groups import CONV
+
+    return Widths(float_bits=32, fixed={CONV: 32})
 
 
 def _positive(value) -> bool:
@@ -153,3 +174,4 @@ from whisperbench.backends.onnxruntime.runtime import load  # noqa: E402
 
 __all__ = ["PRECISIONS", "MAX_AUDIO_S", "Options", "batch_reason", "decoding_problem", "environment_problem"]
 __all__ += ["export", "load", "prepare", "stored_tensors", "unsupported_reason"]
+__all__ += ["MIXED", "mixed_scheme", "mixed_widths"]

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from whisperbench.backends.base import BuildContext
-from whisperbench.backends.onnxruntime import CALIBRATION, EXPORT_CHECK, MIN_IDENTICAL, PROCESSOR_FILES, Options, graphs
+from whisperbench.backends.onnxruntime import (
+    CALIBRATION,
+    EXPORT_CHECK,
+    MIN_IDENTICAL,
+    PROCESSOR_FILES,
+    Options,
+    graphs,
+    mixed,
+)
 
 
 def copy_processor(source: Path, output_dir: Path) -> None:
@@ -26,6 +34,7 @@ def export(hf_dir: Path, options: Options, context: BuildContext, check_rows: li
     torch.set_num_threads(context.threads)
     model = WhisperForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="sdpa")
     graphs.export(model.eval(), output_dir, options.opset)
+    mixed.write_weights_map(model, output_dir, graphs.GRAPHS)
     del model  # the check loads the reference through the PyTorch backend, with its decoding rules
     copy_processor(hf_dir, output_dir)
     (output_dir / CALIBRATION).write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in check_rows))

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from whisperbench.backends.base import BuildContext
-from whisperbench.backends.onnxruntime import CALIBRATION, Options, graphs, tied
+from whisperbench.backends.onnxruntime import CALIBRATION, MIXED, Options, graphs, mixed, tied
 from whisperbench.backends.onnxruntime.export import copy_processor
 
 log = logging.getLogger("whisperbench")
@@ -164,7 +164,32 @@ def _int4(source: Path, target: Path, options: Options, context: dict) -> dict:
     } | _share_tied(target, pairs)
 
 
+def _int4_mixed(source: Path, target: Path, options: Options, context: dict) -> dict:
+    untied, pairs, _, embeddings = _untied(source, context["scratch"])
+    model = graphs.load(untied)
+    weights = mixed.read_weights_map(source.parent)[source.name]
+    high = mixed.high_nodes(model, weights, pairs, context["module_bits"])
+    graphs.save(mixed.quantize(model, high, embeddings, options), target)
+    return {
+        "recipe": f"MatMulNBits symmetric blocks of {options.int4_block_size}: the mix's groups 8-bit, the rest 4-bit",
+        "accuracy_level": options.int4_accuracy_level,
+        "nodes_8bit": len(high),
+    } | _share_tied(target, pairs)
+
+
 RECIPES = {"fp16": _fp16, "int8_dynamic": _int8_dynamic, "int8_static": _int8_static, "int4": _int4}
+RECIPES |= {"int4_mixed": _int4_mixed, "int4_fixedmix": _int4_mixed}
+
+
+def _mix(precision: str, options: Options, source_dir: Path, context: BuildContext) -> dict:
+    """The mixed precision's choice of groups (mixed/plan.py), from the export's config.json."""
+    import sys
+
+    from whisperbench.mixed import plan
+
+    config = json.loads((source_dir / "config.json").read_text())
+    backend = sys.modules["whisperbench.backends.onnxruntime"]
+    return plan.choose(backend, precision, options, config, context.sensitivity)
 
 
 def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
@@ -183,6 +208,12 @@ def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path
     calibration = [json.loads(line) for line in (source_dir / CALIBRATION).read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory(prefix="whisperbench-onnx-") as scratch:
         state = {"scratch": Path(scratch), "calibration": calibration, "build": context}
+        if precision in MIXED:
+            mix = _mix(precision, options, source_dir, context)
+            state["module_bits"] = mix.pop("module_bits")
+            details |= {"mix": mix} | (
+                {"calibration_ids": mix.pop("calibration_ids")} if "calibration_ids" in mix else {}
+            )
         for name in graphs.GRAPHS:
             details[name] = RECIPES[precision](source_dir / name, output_dir / name, options, state)
     if "calibration_ids" in details[graphs.ENCODER]:  # top level: evaluation checks it is disjoint

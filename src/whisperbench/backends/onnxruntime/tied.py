@@ -62,7 +62,7 @@ def share(model, tied: dict[str, str]) -> list[str]:
 
 def _projection(model, transposed: str):
     """The quantized MatMul that replaced the projection reading `transposed` (the quantizers' names)."""
-    weights = {f"{transposed}_Q4": "MatMulNBits", f"{transposed}_quantized": "MatMulInteger"}
+    weights = {f"{transposed}_Q{bits}": "MatMulNBits" for bits in (4, 8)} | {f"{transposed}_quantized": "MatMulInteger"}
     for node in model.graph.node:
         if len(node.input) > 1 and weights.get(node.input[1]) == node.op_type:
             return node

@@ -30,6 +30,14 @@ from whisperbench.backends.whispercpp.ggml import (
 from whisperbench.backends.whispercpp.runtime import load
 
 PRECISIONS = ("f16", "q8_0", "q5_0", "q4_0")
+# ggml's file stores a type per tensor, but whisper.cpp's loader (whisper_model_load, pywhispercpp 1.5.1) creates
+# every 2-D weight with the header's one type and stops on a tensor whose bytes differ ("has wrong size in model
+# file"), so a file cannot mix q4_0 and q8_0 weights.
+_NO_MIX = (
+    "whisper.cpp cannot load mixed types: its loader gives every 2-D weight the file header's one type and "
+    "refuses a tensor stored in another ('tensor has wrong size in model file')"
+)
+UNMIXABLE = {"q4_mixed": _NO_MIX, "q4_fixedmix": _NO_MIX, "int4_mixed": _NO_MIX, "int4_fixedmix": _NO_MIX}
 MAX_AUDIO_S = 30.0
 
 
