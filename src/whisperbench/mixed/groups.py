@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EMBEDDING, CONV, POSITIONS = "embedding", "encoder.conv", "positions"
+EMBEDDING, CONV = "embedding", "encoder.conv"
+# two groups: runtimes read the two tables differently (onnxruntime: a Gather for the encoder's, which its
+# quantizer takes, a GatherND for the decoder's, which it leaves in float)
+ENCODER_POSITIONS, DECODER_POSITIONS = "encoder.positions", "decoder.positions"
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,10 @@ def tensor_groups(config: dict) -> list[Group]:
             CONV, [("model.encoder.conv1", mels * width * 3, width), ("model.encoder.conv2", width * width * 3, width)]
         ),
         _group(
-            POSITIONS,
-            [
-                ("model.encoder.embed_positions", config.get("max_source_positions", 1500) * width, 0),
-                ("model.decoder.embed_positions", config.get("max_target_positions", 448) * width, 0),
-            ],
+            ENCODER_POSITIONS, [("model.encoder.embed_positions", config.get("max_source_positions", 1500) * width, 0)]
+        ),
+        _group(
+            DECODER_POSITIONS, [("model.decoder.embed_positions", config.get("max_target_positions", 448) * width, 0)]
         ),
     ]
     for side, ffn in (("encoder", config["encoder_ffn_dim"]), ("decoder", config["decoder_ffn_dim"])):

@@ -122,12 +122,12 @@ def mixed_scheme(options: Options):
 
 
 def mixed_widths(options: Options):
-    """4 or 8 bits for every MatMul weight and Gather table (positions included); convolutions, biases and
-    norms fp32, as the uniform int4 recipe leaves them."""
+    """4 or 8 bits for every MatMul weight and Gather table (the encoder's positions included); convolutions, the
+    decoder's positions (a GatherND), biases and norms fp32, as the uniform int4 recipe leaves them."""
     from whisperbench.mixed.budget import Widths
-    from whisperbench.mixed.groups import CONV
+    from whisperbench.mixed.groups import CONV, DECODER_POSITIONS
 
-    return Widths(float_bits=32, fixed={CONV: 32})
+    return Widths(float_bits=32, fixed={CONV: 32, DECODER_POSITIONS: 32})
 
 
 def _positive(value) -> bool:

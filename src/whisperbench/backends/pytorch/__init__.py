@@ -90,9 +90,9 @@ def mixed_scheme(options: Options):
 def mixed_widths(options: Options):
     """int4 or int8 for every Linear and the tied embedding; convolutions, positions, biases and norms bf16."""
     from whisperbench.mixed.budget import Widths
-    from whisperbench.mixed.groups import CONV, POSITIONS
+    from whisperbench.mixed.groups import CONV, DECODER_POSITIONS, ENCODER_POSITIONS
 
-    return Widths(float_bits=16, fixed={CONV: 16, POSITIONS: 16})
+    return Widths(float_bits=16, fixed={CONV: 16, ENCODER_POSITIONS: 16, DECODER_POSITIONS: 16})
 
 
 def environment_problem(options: Options) -> str | None:

@@ -1,0 +1,274 @@
+"""Mixed int4/int8 recipes: tensor groups, the 4-bit scheme, the sensitivity ranking, the budget solver, each
+backend's recorded bit assignment, validation one-liners, and calibration/evaluation disjointness."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params
+
+from whisperbench import artifacts, config
+from whisperbench.errors import UserError
+from whisperbench.mixed import budget
+from whisperbench.mixed.groups import CONV, EMBEDDING, ENCODER_POSITIONS, Group, norm_parameters, tensor_groups
+from whisperbench.mixed.schemes import Scheme
+from whisperbench.models.architectures import ARCHITECTURES
+from whisperbench.models.fetch import hf_dir
+
+TINY = ARCHITECTURES["tiny.en"].config_fields()
+
+
+def test_groups_cover_every_parameter_of_the_model_once(tiny_en_dir):
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(hf_dir(tiny_en_dir))
+    config_fields = model.config.to_dict()
+    groups = tensor_groups(config_fields)
+    counted = sum(g.weights + g.biases for g in groups) + norm_parameters(config_fields)
+    assert counted == model.num_parameters()  # tied embedding / projection once
+    assert len(groups) == 4 + 2 * 4 + 3 * 4  # embedding, conv, 2 position tables; encoder 2 per layer, decoder 3
+    for group in groups:
+        weights = sum(model.get_submodule(module).weight.numel() for module in group.modules)
+        assert weights == group.weights, group.name
+
+
+def test_sym4_is_onnxruntimes_symmetric_int4_and_the_pytorch_int4_recipe():
+    import torch
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+
+    from whisperbench.backends.pytorch import int4
+
+    weight = np.random.default_rng(0).standard_normal((24, 64)).astype(np.float32)  # [out, in]
+    rows, cols, block = 64, 24, 32
+    packed = np.zeros((cols, rows // block, block // 2), np.uint8)
+    scales = np.zeros((cols, rows // block), np.float32)
+    zero_points = np.zeros((cols, 1), np.uint8)
+    quantize_matmul_4bits(packed, np.ascontiguousarray(weight.T), scales, zero_points, block, cols, rows, True)
+    codes = np.stack([packed & 15, packed >> 4], -1).reshape(cols, rows // block, block).astype(np.float32) - 8
+    onnx = (codes * scales[:, :, None]).reshape(cols, rows)
+    ours = Scheme(32, "fp32").quantize_dequantize(torch.from_numpy(weight)).numpy()
+    assert np.array_equal(ours, onnx)
+    nibbles, bf16_scales = int4.quantize_weight(torch.from_numpy(weight), 32)
+    values = int4.unpack(nibbles).float() - 8
+    pytorch = (values.reshape(24, 2, 32) * bf16_scales.float().unsqueeze(-1)).reshape(24, 64)
+    assert torch.equal(Scheme(32, "bf16").quantize_dequantize(torch.from_numpy(weight)), pytorch)
+
+
+def test_scheme_names_round_trip_and_bad_ones_are_refused():
+    assert Scheme.parse("sym4_b64_bf16") == Scheme(64, "bf16")
+    with pytest.raises(ValueError, match="unknown 4-bit scheme"):
+        Scheme.parse("pal4_b8_fp32")
+
+
+TOY = [Group("a", ("a",), 100, 0), Group("b", ("b",), 300, 0), Group("c", ("c",), 50, 0), Group(CONV, ("x",), 50, 0)]
+TOY_WIDTHS = budget.Widths(float_bits=16, fixed={CONV: 16})
+
+
+def test_effective_bits_count_every_parameter_at_its_nominal_width():
+    # 450 movable weights at 4 bits, 50 fixed at 16: (1800 + 800) / 500
+    assert budget.effective_bits(TOY, 0, budget.uniform(TOY, TOY_WIDTHS), TOY_WIDTHS) == pytest.approx(5.2)
+    assert budget.reachable(TOY, 0, TOY_WIDTHS) == pytest.approx((5.2, 8.8))
+
+
+def test_the_solver_promotes_in_order_skips_what_does_not_fit_and_keeps_the_budget():
+    # b (+1200 bits = +2.4 bits/weight) does not fit in 6.2, a (+0.8) and then c (+0.4) do
+    assignment = budget.solve(TOY, 0, ["b", "a", "c"], 6.4, TOY_WIDTHS)
+    assert assignment == {"a": 8, "b": 4, "c": 8, CONV: 16}
+    assert budget.effective_bits(TOY, 0, assignment, TOY_WIDTHS) <= 6.4
+    assert budget.solve(TOY, 0, ["b", "a", "c"], 5.2, TOY_WIDTHS) == budget.uniform(TOY, TOY_WIDTHS)
+    assert budget.solve(TOY, 0, [CONV, "a"], 6.0, TOY_WIDTHS)[CONV] == 16  # a fixed group never moves
+
+
+def test_the_fixed_order_is_the_embedding_then_first_and_last_layers():
+    order = budget.fixed_order(tensor_groups(TINY))
+    assert order[0] == EMBEDDING
+    assert order[1:] == [
+        "encoder.0.self_attention", "encoder.0.mlp", "encoder.3.self_attention", "encoder.3.mlp",
+        "decoder.0.self_attention", "decoder.0.cross_attention", "decoder.0.mlp",
+        "decoder.3.self_attention", "decoder.3.cross_attention", "decoder.3.mlp",
+    ]  # fmt: skip
+
+
+def _mixed_params(backend: str, precision: str, **options) -> dict:
+    return minimal_params(backends={backend: {"precisions": ["fp32", precision], "options": options}})
+
+
+@pytest.mark.parametrize(
+    ("backend", "value", "message"),
+    [
+        ("pytorch", 3.5, r"mixed_bits_per_weight 3\.5 is not a number of bits per weight in 4 \.\.\. 16"),
+        ("pytorch", 17, r"mixed_bits_per_weight 17 is not a number of bits per weight in 4 \.\.\. 16"),
+        (
+            "pytorch",
+            4.2,
+            r"mixed_bits_per_weight: 4\.2 cannot be met for tiny\.en: its mixes reach 4\.422 .* to 8\.282",
+        ),
+        ("onnxruntime", 9.0, r"cannot be met for tiny\.en: its mixes reach 4\.559 .* to 8\.479"),
+    ],
+)
+def test_a_budget_out_of_reach_is_one_line_with_the_range(backend, value, message):
+    with pytest.raises(UserError, match=f"backends.{backend}.options.*{message}"):
+        config.validate(_mixed_params(backend, "int4_mixed", mixed_bits_per_weight=value))
+
+
+def test_whispercpp_refuses_a_mix_with_its_loaders_reason_and_its_precisions():
+    params = minimal_params(backends={"whispercpp": {"precisions": ["q4_mixed"], "options": {"build": "wheel"}}})
+    with pytest.raises(UserError) as error:
+        config.validate(params)
+    text = str(error.value)
+    assert "backends.whispercpp.precisions: q4_mixed: whisper.cpp cannot load mixed types" in text
+    assert "its precisions: f16, q8_0, q5_0, q4_0" in text and "\n" not in text
+
+
+def test_an_artifact_calibrated_on_an_evaluated_utterance_is_refused(tmp_path):
+    from whisperbench.evaluate import _check_disjoint
+
+    mixed_record = {"mix": {"selection": "sensitivity"}, "calibration_ids": ["a", "b"]}
+    _check_disjoint(mixed_record, [{"id": "c"}], tmp_path / "m.jsonl")
+    with pytest.raises(UserError, match="were used to calibrate this artifact"):
+        _check_disjoint(mixed_record, [{"id": "b"}], tmp_path / "m.jsonl")
+
+
+def test_the_sensitivity_pass_reads_the_calibration_pool_which_no_dataset_evaluates():
+    from whisperbench import dag
+
+    params = config.validate(_mixed_params("pytorch", "int4_mixed"))
+    assert dag.sensitivity_passes(params) == [("tiny.en", "sym4_b32_bf16")]
+    assert dag.needs_calibration(params)
+    evaluated = {spec.get("subset") for spec in params["datasets"].values()}
+    assert params["calibration"]["subset"] not in evaluated
+    bad = _mixed_params("pytorch", "int4_mixed") | {"calibration": {"source": "librispeech", "subset": "test-other"}}
+    bad["datasets"] = {"other": {"source": "librispeech", "subset": "test-other", "max_utterances": 3}}
+    with pytest.raises(UserError, match="calibration"):
+        config.validate(bad)
+
+
+@pytest.fixture(scope="module")
+def calibration_rows(sample_root):
+    clips = sorted((sample_root / "dev-clean").rglob("*.flac"))[:2]
+    return [{"id": path.stem, "audio_path": str(path)} for path in clips]
+
+
+@pytest.mark.slow
+def test_the_ranking_is_deterministic_and_covers_every_group(tiny_en_dir, calibration_rows):
+    from whisperbench.backends.base import Decoding
+    from whisperbench.mixed import sensitivity
+
+    first = sensitivity.measure(hf_dir(tiny_en_dir), calibration_rows, Scheme(32, "fp32"), Decoding(), 24, 2)
+    second = sensitivity.measure(hf_dir(tiny_en_dir), calibration_rows, Scheme(32, "fp32"), Decoding(), 24, 2)
+    assert first == second
+    assert [row["rank"] for row in first["ranking"]] == list(range(1, 25))
+    assert {row["group"] for row in first["ranking"]} == {group.name for group in tensor_groups(TINY)}
+    kls = [row["kl"] for row in first["ranking"]]
+    assert kls == sorted(kls, reverse=True) and all(kl >= 0 for kl in kls)
+    assert first["all_groups_4bit"]["kl"] > kls[0]  # every group at once hurts more than the worst alone
+    assert first["calibration_ids"] == [row["id"] for row in calibration_rows]
+
+
+def _record(scheme: str) -> dict:
+    """A sensitivity record whose ranking puts two small decoder groups first, then the embedding."""
+    order = ["decoder.3.mlp", "encoder.0.self_attention", EMBEDDING, ENCODER_POSITIONS]
+    rest = [g.name for g in tensor_groups(TINY) if g.name not in order]
+    ranking = [{"rank": i + 1, "group": name, "kl": 1.0 / (i + 1)} for i, name in enumerate(order + rest)]
+    return {"scheme": scheme, "calibration_ids": ["calibration-1"], "ranking": ranking}
+
+
+@pytest.mark.slow
+def test_pytorch_records_and_stores_the_mixes_bits(tiny_en_dir, clip, tmp_path):
+    from whisperbench.backends.base import Decoding
+    from whisperbench.backends.pytorch import int4, load
+
+    params = config.validate(_mixed_params("pytorch", "int4_mixed", mixed_bits_per_weight=4.65))
+    record = artifacts.build(
+        tiny_en_dir, "tiny.en", "pytorch", "int4_mixed", params, tmp_path / "mixed", _record("sym4_b32_bf16")
+    )
+    assert record["status"] == "ok", record.get("reason")
+    mix = record["mix"]
+    # from 4.42: decoder.3.mlp (1.18 M weights, +0.125) and encoder.0 attention (0.59 M, +0.062) fit in 4.65;
+    # the embedding (19.9 M, +2.1) does not, nor the positions (bf16 in this recipe)
+    assert mix["high_bit_groups"] == ["encoder.0.self_attention", "decoder.3.mlp"]
+    assert 4.6 < mix["bits_per_weight"] <= 4.65 and record["calibration_ids"] == ["calibration-1"]
+    layout = json.loads((tmp_path / "mixed" / int4.LAYOUT).read_text())
+    expected = [f"model.encoder.layers.0.self_attn.{p}_proj" for p in ("k", "out", "q", "v")]
+    expected += ["model.decoder.layers.3.fc1", "model.decoder.layers.3.fc2"]
+    assert layout["linears_int8"] == sorted(expected) and "proj_out" in layout["linears"]
+    stored_bits = record["weights_bytes"] * 8 / 37_760_256
+    assert stored_bits <= 1.25 * mix["bits_per_weight"]  # scales within a quarter of params x bits / 8
+    transcriber = load(tmp_path / "mixed", "int4_mixed", params_options("pytorch", params), Decoding(), 2)
+    assert _word_errors(transcriber.transcribe(clip).text) <= 3
+
+
+def params_options(backend: str, params: dict):
+    from whisperbench.backends import registry
+
+    return registry.get(backend).load_module().Options.from_params(params["backends"][backend].get("options", {}))
+
+
+def _word_errors(text: str) -> int:
+    import jiwer
+
+    errors = jiwer.process_words(TINY_EN_FP32_TEXT.lower(), text.lower())
+    return errors.substitutions + errors.deletions + errors.insertions
+
+
+@pytest.mark.slow
+def test_the_fixed_mix_needs_no_sensitivity_and_spends_the_budget_on_the_edges(tiny_en_dir, tmp_path):
+    params = config.validate(_mixed_params("pytorch", "int4_fixedmix", mixed_bits_per_weight=4.6))
+    record = artifacts.build(tiny_en_dir, "tiny.en", "pytorch", "int4_fixedmix", params, tmp_path / "fixed")
+    assert record["status"] == "ok", record.get("reason")
+    assert record["mix"]["selection"] == "fixed" and "calibration_ids" not in record
+    high = record["mix"]["high_bit_groups"]
+    # from 4.42: the embedding (+2.1) cannot fit, encoder.0 attention (+0.06) can, its MLP (+0.125) then cannot
+    # and is skipped for the next edge layer's smaller groups
+    assert EMBEDDING not in high and "encoder.0.mlp" not in high
+    assert high[:2] == ["encoder.0.self_attention", "encoder.3.self_attention"]
+    assert record["mix"]["bits_per_weight"] <= 4.6
+
+
+@pytest.fixture(scope="module")
+def mixed_export(tiny_en_dir, sample_root, tmp_path_factory):
+    from whisperbench.io import write_jsonl
+
+    speaker, chapter, _ = CLIP_ID.split("-")
+    path = sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"
+    manifest = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
+    write_jsonl(manifest, [{"id": CLIP_ID, "audio_path": str(path), "reference": "unused"}])
+    output = tmp_path_factory.mktemp("export") / "tiny.en"
+    params = config.validate(_mixed_params("onnxruntime", "int4_mixed", export_check_utterances=1))
+    artifacts.export(tiny_en_dir, "tiny.en", "onnxruntime", params, manifest, output)
+    return output
+
+
+@pytest.mark.slow
+def test_onnxruntime_quantizes_the_mixes_nodes_at_8_bits(mixed_export, clip, tmp_path):
+    import onnx
+
+    from whisperbench.backends.base import Decoding
+    from whisperbench.backends.onnxruntime import load
+
+    weights = json.loads((mixed_export / "weights_map.json").read_text())
+    assert len(weights["encoder.onnx"]) == 35 and len(weights["decoder.onnx"]) == 34  # every 2-D weight found
+    params = config.validate(_mixed_params("onnxruntime", "int4_mixed", mixed_bits_per_weight=4.82))
+    output = tmp_path / "mixed"
+    record = artifacts.build(
+        mixed_export, "tiny.en", "onnxruntime", "int4_mixed", params, output, _record("sym4_b32_fp32")
+    )
+    assert record["status"] == "ok", record.get("reason")
+    assert record["mix"]["high_bit_groups"] == [
+        ENCODER_POSITIONS,
+        "encoder.0.self_attention",
+        "decoder.3.mlp",
+    ]  # model order
+    bits = {}
+    for graph in ("encoder.onnx", "decoder.onnx"):
+        for node in onnx.load(output / graph).graph.node:
+            if node.op_type == "MatMulNBits":
+                width = next(a.i for a in node.attribute if a.name == "bits")
+                bits[width] = bits.get(width, 0) + 1
+    # 8-bit: encoder.0 q/k/v/out (4) + decoder.3 fc1/fc2 (2); the encoder's position table is a Gather (8 bits too)
+    assert bits[8] == 6 and bits[4] > 40
+    assert record["encoder.onnx"]["nodes_8bit"] == 4 + 1 and record["decoder.onnx"]["nodes_8bit"] == 2
+    transcriber = load(output, "int4_mixed", params_options("onnxruntime", params), Decoding(), 2)
+    assert _word_errors(transcriber.transcribe(clip).text) <= 3
