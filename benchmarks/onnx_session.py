@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from whisperbench.io import write_json
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from clips import manifest_clips, write_record  # noqa: E402  (after the path it is found on)
 
 
 def _optimized(artifact: Path, scratch: Path) -> tuple[Path, dict]:
@@ -229,9 +231,6 @@ def _markdown(results: list[dict]) -> str:
 
 
 def main() -> None:
-    from whisperbench.data import audio as audio_io
-    from whisperbench.metrics import provenance
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, nargs="+", required=True)
     parser.add_argument("--manifest", type=Path, required=True)
@@ -242,19 +241,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the batched encoder timing")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()][: args.clips]
-    clips = [audio_io.load(row["audio_path"]) for row in rows]
+    rows, clips = manifest_clips(args.manifest, args.clips)
     results = [measure(path, clips, args.threads, args.warmup, args.repeats, args.batch) for path in args.artifacts]
-    record = {
-        "clips": [row["id"] for row in rows],
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-    }
-    record |= {"cpu": provenance.cpu_info(), "libraries": provenance.library_versions(), "date": provenance.now()}
-    write_json(args.out.with_suffix(".json"), record | {"results": results})
-    args.out.with_suffix(".md").write_text(_markdown(results))
-    print(_markdown(results))
+    record = {"clips": [row["id"] for row in rows], "threads": args.threads, "repeats": args.repeats}
+    write_record(args.out, record | {"warmup": args.warmup, "results": results}, _markdown(results))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,11 @@ def _params_m(model: str, config: dict) -> float:
     return architecture.hub_params_m if architecture else math.inf  # a local folder of unknown size goes last
 
 
+def named(only: list[str], backend: str, precision: str) -> bool:
+    """Whether `--only` names the backend or this backend:precision pair."""
+    return backend in only or f"{backend}:{precision}" in only
+
+
 def _dropped(config: dict, drop: list[str], only: list[str] = ()) -> dict:
     """The config without the backend:precision pairs in `drop` and, where `only` names backends or
     backend:precision pairs, without every pair it does not name (a backend left with none is removed)."""
@@ -75,7 +80,7 @@ def _dropped(config: dict, drop: list[str], only: list[str] = ()) -> dict:
     for name, spec in config["backends"].items():
         kept = [p for p in spec["precisions"] if f"{name}:{p}" not in drop]
         if only:
-            kept = [p for p in kept if name in only or f"{name}:{p}" in only]
+            kept = [p for p in kept if named(only, name, p)]
         if kept:
             backends[name] = spec | {"precisions": kept}
     return config | {"backends": backends}
@@ -203,7 +208,7 @@ def cells(
     for path in sorted((study / "results").glob("*/*/*/*/metrics.json")):
         metrics = json.loads(path.read_text())
         row = {k: metrics.get(k) for k in ("model", "backend", "precision", "status", "peak_rss_loading_mb", *METRICS)}
-        if only and row["backend"] not in only and f"{row['backend']}:{row['precision']}" not in only:
+        if only and not named(only, row["backend"], row["precision"]):
             continue
         row["params_m"] = metrics["n_parameters"] / 1e6 if metrics.get("n_parameters") else None
         cost = _build_cost(study, row)

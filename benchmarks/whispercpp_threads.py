@@ -13,10 +13,11 @@ transcripts differ from the first thread count's. Accuracy only: nothing is time
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-from whisperbench.io import write_json
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+from clips import manifest_clips, write_record  # noqa: E402  (after the path it is found on)
 
 
 def transcripts(artifact: Path, clips: list, threads: int) -> list[str]:
@@ -52,9 +53,6 @@ def _markdown(results: list[dict], thread_counts: list[int]) -> str:
 
 
 def main() -> None:
-    from whisperbench.data import audio as audio_io
-    from whisperbench.metrics import provenance
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, nargs="+", required=True)
     parser.add_argument("--manifest", type=Path, required=True)
@@ -62,14 +60,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()][: args.clips]
-    clips = [audio_io.load(row["audio_path"]) for row in rows]
-    ids = [row["id"] for row in rows]
-    results = [compare(path, clips, ids, args.threads) for path in args.artifacts]
-    record = {"threads": args.threads, "cpu": provenance.cpu_info(), "libraries": provenance.library_versions()}
-    write_json(args.out.with_suffix(".json"), record | {"date": provenance.now(), "results": results})
-    args.out.with_suffix(".md").write_text(_markdown(results, args.threads))
-    print(_markdown(results, args.threads))
+    rows, clips = manifest_clips(args.manifest, args.clips)
+    results = [compare(path, clips, [row["id"] for row in rows], args.threads) for path in args.artifacts]
+    write_record(args.out, {"threads": args.threads, "results": results}, _markdown(results, args.threads))
 
 
 if __name__ == "__main__":
