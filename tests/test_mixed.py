@@ -81,6 +81,17 @@ def test_the_solver_promotes_in_order_skips_what_does_not_fit_and_keeps_the_budg
     assert budget.solve(TOY, 0, [CONV, "a"], 6.0, TOY_WIDTHS)[CONV] == 16  # a fixed group never moves
 
 
+def test_the_sensitivity_order_is_damage_per_weight():
+    # b does the most damage alone but per weight less than a and c: a small damaging group goes first
+    ranking = [
+        {"rank": 1, "group": "b", "kl": 0.03, "weights": 300},
+        {"rank": 2, "group": "a", "kl": 0.02, "weights": 100},
+        {"rank": 3, "group": "c", "kl": 0.01, "weights": 50},
+        {"rank": 4, "group": "d", "kl": 0.02, "weights": 100},
+    ]
+    assert budget.sensitivity_order({"ranking": ranking}) == ["a", "c", "d", "b"]  # a, d tie: by name
+
+
 def test_the_fixed_order_is_the_embedding_then_first_and_last_layers():
     order = budget.fixed_order(tensor_groups(TINY))
     assert order[0] == EMBEDDING
@@ -168,10 +179,14 @@ def test_the_ranking_is_deterministic_and_covers_every_group(tiny_en_dir, calibr
 
 
 def _record(scheme: str) -> dict:
-    """A sensitivity record whose ranking puts two small decoder groups first, then the embedding."""
+    """A sensitivity record whose damage per weight puts two decoder / encoder groups first, then the embedding."""
     order = ["decoder.3.mlp", "encoder.0.self_attention", EMBEDDING, ENCODER_POSITIONS]
-    rest = [g.name for g in tensor_groups(TINY) if g.name not in order]
-    ranking = [{"rank": i + 1, "group": name, "kl": 1.0 / (i + 1)} for i, name in enumerate(order + rest)]
+    weights = {g.name: g.weights for g in tensor_groups(TINY)}
+    rest = [name for name in weights if name not in order]
+    ranking = [
+        {"rank": i + 1, "group": name, "kl": weights[name] / (i + 1), "weights": weights[name]}
+        for i, name in enumerate(order + rest)
+    ]
     return {"scheme": scheme, "calibration_ids": ["calibration-1"], "ranking": ranking}
 
 

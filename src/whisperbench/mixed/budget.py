@@ -5,9 +5,11 @@ weights, the backend's float width for biases, layer norms and what its format l
 number of parameters, the tied embedding counted once. Block scales are overhead, not nominal bits: the
 artifact's measured size shows them (and the record says how far the size is from params x bits / 8).
 
-The solver walks an order of groups (the sensitivity ranking, most damaging first, or the fixed order of a
-mix that needs no measurement) and gives each the high width where the budget still holds, skipping a group
-that would exceed it and trying the next (a smaller one may fit).
+The solver walks an order of groups and gives each the high width where the budget still holds, skipping a
+group that would exceed it and trying the next (a smaller one may fit). The sensitivity order is by damage per
+bit (a group's KL alone at 4 bits over its weights: the greedy order of the knapsack that buys the most
+avoided damage per bit spent, so one large group does not take the whole budget from several small, damaging
+ones); the fixed order is the mix that needs no measurement.
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ def fixed_order(groups: list[Group]) -> list[str]:
 
 
 def sensitivity_order(record: dict) -> list[str]:
-    """The groups of a sensitivity record, most damaging first."""
-    return [row["group"] for row in sorted(record["ranking"], key=lambda row: row["rank"])]
+    """The groups of a sensitivity record by KL per weight, highest first (ties by name)."""
+    rows = sorted(record["ranking"], key=lambda row: (-row["kl"] / row["weights"], row["group"]))
+    return [row["group"] for row in rows]
 
 
 def describe(groups: list[Group], norms: int, assignment: dict[str, int], widths: Widths, budget: float) -> dict:

@@ -1,7 +1,7 @@
 """A backend's mixed precision for one model: which groups get the high width, and the checks at validation.
 
 A backend that can mix declares, in its module:
-  * `MIXED`: precision -> selection, "sensitivity" (the pass's ranking, most damaging first) or "fixed"
+  * `MIXED`: precision -> selection, "sensitivity" (the pass's damage per weight, highest first) or "fixed"
     (the order that needs no measurement: `budget.fixed_order`);
   * `mixed_scheme(options) -> schemes.Scheme`: its 4-bit scheme, which the sensitivity pass simulates;
   * `mixed_widths(options) -> budget.Widths`: what its format can quantize and the widths of the rest;

@@ -1,33 +1,50 @@
 """Each backend's 4-bit scheme as a quantize-dequantize of one weight tensor (torch, fp32 in and out).
 
-`sym4`: symmetric blocks along the input features, the value of largest magnitude in a block mapped to -8,
-codes in [-8, 7], one scale per block — exactly what onnxruntime's MatMulNBits quantizer (symmetric, fp32
-scales; checked against its C++ quantizer in tests) and this project's PyTorch int4 (bf16 scales) store.
-A scheme is named `sym4_b<block>_<scale dtype>`; the sensitivity pass of a model runs once per scheme.
+Both kinds are symmetric blocks along the input features, one scale per block:
+* `sym4`: the value of largest magnitude in a block maps to -8, codes in [-8, 7] — exactly what
+  onnxruntime's MatMulNBits quantizer (symmetric, fp32 scales; checked against its C++ quantizer in tests) and
+  this project's PyTorch int4 (bf16 scales) store;
+* `sym4r`: the restricted range, largest magnitude / 7 as the scale, codes in [-7, 7] — coremltools'
+  `linear_symmetric` int4 per block (fp16 scales; checked against coremltools in tests).
+A scheme is named `<kind>_b<block>_<scale dtype>`; the sensitivity pass of a model runs once per scheme.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCALE_DTYPES = ("fp32", "bf16")
+KINDS = ("sym4", "sym4r")
+SCALE_DTYPES = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class Scheme:
     block: int
     scale_dtype: str = "fp32"
+    kind: str = "sym4"
 
     @property
     def name(self) -> str:
-        return f"sym4_b{self.block}_{self.scale_dtype}"
+        return f"{self.kind}_b{self.block}_{self.scale_dtype}"
 
     @classmethod
     def parse(cls, name: str) -> Scheme:
-        kind, block, scale = name.split("_")
-        if kind != "sym4" or not block.startswith("b") or scale not in SCALE_DTYPES:
-            raise ValueError(f"unknown 4-bit scheme {name!r} (expected sym4_b<block>_<fp32|bf16>)")
-        return cls(int(block[1:]), scale)
+        parts = name.split("_")
+        if len(parts) != 3 or parts[0] not in KINDS or not parts[1][1:].isdigit() or parts[2] not in SCALE_DTYPES:
+            raise ValueError(
+                f"unknown 4-bit scheme {name!r} (expected <{'|'.join(KINDS)}>_b<block>_<{'|'.join(SCALE_DTYPES)}>)"
+            )
+        return cls(int(parts[1][1:]), parts[2], parts[0])
+
+    def _scales(self, blocks):
+        import torch
+
+        if self.kind == "sym4":
+            scales = blocks.gather(-1, blocks.abs().argmax(-1, keepdim=True)) / -8
+        else:
+            scales = blocks.abs().amax(-1, keepdim=True) / 7
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.scale_dtype]
+        return scales.to(dtype).float()
 
     def quantize_dequantize(self, weight):
         """The weight as the backend reads it back: rows are output features (a convolution's input channels
@@ -40,10 +57,7 @@ class Scheme:
         padded = -(-width // self.block) * self.block
         rows = torch.nn.functional.pad(rows, (0, padded - width))
         blocks = rows.reshape(rows.shape[0], -1, self.block)
-        extreme = blocks.gather(-1, blocks.abs().argmax(-1, keepdim=True))
-        scales = extreme / -8
-        if self.scale_dtype == "bf16":
-            scales = scales.to(torch.bfloat16).float()
+        scales = self._scales(blocks)
         safe = torch.where(scales == 0, torch.ones_like(scales), scales)
         codes = torch.round(blocks / safe).clamp(-8, 7)
         return (codes * scales).reshape(rows.shape[0], padded)[:, :width].reshape(shape).to(weight.dtype)

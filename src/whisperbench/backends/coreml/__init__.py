@@ -11,7 +11,10 @@ transcribes as transformers does. `prepare` makes one precision with `coremltool
   look-up tables of 16 / 64 entries, one per group of 8 channels by default (`palettization_granularity`,
   `palettization_group_size`; one table per tensor broke pal4 on tiny.en and base). Compressed recipes
   start from the fp16 program, as Apple's tools do; weights a recipe cannot express stay float and are
-  listed.
+  listed;
+* int4_mixed / int4_fixedmix: int4 with the mix's groups (mixed/plan.py) at int8 per channel;
+  pal4_fixedmix: pal4 with the fixed mix's groups in 8-bit palettes (Apple's mixed-bit palettization, per op).
+  The mixes keep the convolutions fp16, as the other backends' mixes keep them float.
 
 Running a package needs macOS (`predict`). There, `load` runs the programs with `compute_units`. Elsewhere
 it reads every weight back exactly as the device would decompress it (`weights`), puts them into the
@@ -28,8 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, greedy_without_timestamps
+from whisperbench.mixed.plan import check_budget
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6")
+PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6", "int4_mixed", "int4_fixedmix", "pal4_fixedmix")
+# Mixed precisions (recipes.py): by the sensitivity pass's damage per weight, or in the fixed order.
+# pal4 has no sensitivity-chosen mix: the pass simulates linear 4-bit schemes, not k-means palettes.
+MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed", "pal4_fixedmix": "fixed"}
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
 COMPUTE_UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
 DEPLOYMENT_TARGETS = ("iOS17", "iOS18", "macOS14", "macOS15")
@@ -73,8 +80,10 @@ class Options(BackendOptions):
     palettization_granularity: str = "per_grouped_channel"
     palettization_group_size: int = 8
     export_check_utterances: int = 4
+    mixed_bits_per_weight: float = 5.0  # int4_mixed / int4_fixedmix / pal4_fixedmix: the budget
 
     def __post_init__(self):
+        check_budget(self.mixed_bits_per_weight)
         checks = [
             ("compute_units", self.compute_units in COMPUTE_UNITS, ", ".join(COMPUTE_UNITS)),
             (
@@ -90,6 +99,21 @@ class Options(BackendOptions):
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not allowed; allowed: {allowed}")
+
+
+def mixed_scheme(options: Options):
+    """coremltools' linear_symmetric int4 per block: restricted range, fp16 scales (from the fp16 program)."""
+    from whisperbench.mixed.schemes import Scheme
+
+    return Scheme(options.int4_block_size, "fp16", "sym4r")
+
+
+def mixed_widths(options: Options):
+    """4 or 8 bits for every linear, embedding and position table; the convolutions, biases and norms fp16."""
+    from whisperbench.mixed.budget import Widths
+    from whisperbench.mixed.groups import CONV
+
+    return Widths(float_bits=16, fixed={CONV: 16})
 
 
 def _positive(value) -> bool:

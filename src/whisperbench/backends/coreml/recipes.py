@@ -1,4 +1,8 @@
-"""One Core ML precision from the export: fp32 as is, fp16 re-converted, the rest compressed from fp16."""
+"""One Core ML precision from the export: fp32 as is, fp16 re-converted, the rest compressed from fp16.
+
+A mixed precision compresses each weight const with its group's width (mixed/plan.py) through coremltools'
+per-op configs: the base recipe's config for the 4-bit groups, int8 per channel (int4 mixes) or an 8-bit
+palette (pal4 mixes) for the 8-bit ones, none for the groups the mixes keep fp16 (the convolutions)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from whisperbench.backends.base import BuildContext
 from whisperbench.backends.coreml import graphs, weights
 
 PALETTE_BITS = {"pal4": 4, "pal6": 6}
+MIX_BASE = {"int4_mixed": "int4", "int4_fixedmix": "int4", "pal4_fixedmix": "pal4"}
+_HIGH_RECIPE = {"int4": "int8 symmetric per channel", "pal4": "8-bit k-means palettes"}
 
 
 def _fp16(source_dir: Path, output_dir: Path, deployment_target: str) -> None:
@@ -45,13 +51,13 @@ def _config(precision: str, options):
     return cto.palettize_weights, _palette(precision, options), recipe
 
 
-def _palette(precision: str, options, channel_axis: int | None = None):
+def _palette(precision: str, options, channel_axis: int | None = None, nbits: int | None = None):
     import coremltools.optimize.coreml as cto
 
     grouped = options.palettization_granularity == "per_grouped_channel"
     return cto.OpPalettizerConfig(
         mode="kmeans",
-        nbits=PALETTE_BITS[precision],
+        nbits=nbits or PALETTE_BITS[precision],
         granularity=options.palettization_granularity,
         channel_axis=channel_axis,
         **({"group_size": options.palettization_group_size} if grouped else {}),
@@ -72,7 +78,32 @@ def _by_input_channels(package: Path, precision: str, options) -> dict:
     return configs
 
 
-def _compress(fp16_dir: Path, precision: str, options, output_dir: Path) -> str:
+def _high(precision: str, options, channel_axis: int | None):
+    """The 8-bit config of a mix's promoted weight (on the same channel axis as its 4-bit config)."""
+    import coremltools.optimize.coreml as cto
+
+    if precision in PALETTE_BITS:
+        return _palette(precision, options, channel_axis, nbits=8)
+    return cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+
+
+def _mixed_configs(package: Path, precision: str, options, module_bits: dict, by_input: dict) -> dict:
+    """{const op name: its config} for every weight const of a mix's group: 8-bit for the promoted groups,
+    None (left fp16) for the fixed ones; the 4-bit groups keep the global (or by-input-channel) config."""
+    names = json.loads((package.parent / "weight_names.json").read_text())
+    configs = {}
+    for op in weights.program(package).functions["main"].operations:
+        param = names.get(weights.base_name(op.name)) if op.op_type == "const" else None
+        bits = module_bits.get(param.rsplit(".", 1)[0]) if param else None
+        if bits == 8:
+            axis = by_input[op.name].channel_axis if op.name in by_input else None
+            configs[op.name] = _high(precision, options, axis)
+        elif bits is not None and bits > 8:
+            configs[op.name] = None
+    return configs
+
+
+def _compress(fp16_dir: Path, precision: str, options, output_dir: Path, module_bits: dict | None) -> str:
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
@@ -80,37 +111,61 @@ def _compress(fp16_dir: Path, precision: str, options, output_dir: Path) -> str:
     for package in graphs.PACKAGES:
         model = ct.models.MLModel(str(fp16_dir / package), skip_model_load=True)
         by_input = _by_input_channels(fp16_dir / package, precision, options)
+        if module_bits is not None:
+            by_input |= _mixed_configs(fp16_dir / package, precision, options, module_bits, by_input)
         config = cto.OptimizationConfig(global_config=op_config, op_name_configs=by_input or None)
         compress(model, config).save(str(output_dir / package))
     return recipe
+
+
+def _mix(precision: str, options, source_dir: Path, context: BuildContext) -> dict:
+    """The mixed precision's choice of groups (mixed/plan.py), from the export's config.json."""
+    import sys
+
+    from whisperbench.mixed import plan
+
+    config = json.loads((source_dir / "config.json").read_text())
+    return plan.choose(sys.modules["whisperbench.backends.coreml"], precision, options, config, context.sensitivity)
+
+
+def _compressed(source_dir: Path, precision: str, options, output_dir: Path, context: BuildContext):
+    """A compressed precision's packages, from the fp16 program: (recipe, the mix's record or None)."""
+    mix = _mix(precision, options, source_dir, context) if precision in MIX_BASE else None
+    base = MIX_BASE.get(precision, precision)
+    with tempfile.TemporaryDirectory(prefix="whisperbench-coreml-") as scratch:
+        _fp16(source_dir, Path(scratch), options.minimum_deployment_target)
+        shutil.copy2(source_dir / "weight_names.json", Path(scratch) / "weight_names.json")
+        recipe = _compress(Path(scratch), base, options, output_dir, mix.pop("module_bits") if mix else None)
+    if mix:
+        recipe += f"; {_HIGH_RECIPE[base]} for the mix's 8-bit groups, convolutions fp16"
+    return recipe + " (from the fp16 program)", mix
 
 
 def build(source_dir: Path, precision: str, options, output_dir: Path, context: BuildContext) -> dict:
     import torch
 
     torch.set_num_threads(context.threads)
-    target = options.minimum_deployment_target
+    mix = None
     if precision == "fp32":
         for package in graphs.PACKAGES:
             shutil.copytree(source_dir / package, output_dir / package)
         recipe = "coremltools convert, fp32 compute precision"
     elif precision == "fp16":
-        _fp16(source_dir, output_dir, target)
+        _fp16(source_dir, output_dir, options.minimum_deployment_target)
         recipe = "coremltools convert, fp16 compute precision (weights stored in fp16)"
     else:
-        with tempfile.TemporaryDirectory(prefix="whisperbench-coreml-") as scratch:
-            _fp16(source_dir, Path(scratch), target)
-            recipe = _compress(Path(scratch), precision, options, output_dir) + " (from the fp16 program)"
+        recipe, mix = _compressed(source_dir, precision, options, output_dir, context)
     names = json.loads((output_dir / "weight_names.json").read_text())
     tensors, storage = weights.state_dict([output_dir / p for p in graphs.PACKAGES], names)
     stored = sorted(set(storage.values()))
-    return {
+    mixed = {"mix": mix, "calibration_ids": mix.pop("calibration_ids", None)} if mix else {}
+    return {k: v for k, v in mixed.items() if v is not None} | {
         "library": f"coremltools {version('coremltools')}",
         "packages_bytes": sum(
             f.stat().st_size for p in graphs.PACKAGES for f in (output_dir / p).rglob("*") if f.is_file()
         ),
         "recipe": recipe,
-        "minimum_deployment_target": target,
+        "minimum_deployment_target": options.minimum_deployment_target,
         "weights_stored_as": {how: sum(1 for s in storage.values() if s == how) for how in stored},
         "kept_float": weights.kept_float(storage, tensors) if precision not in ("fp32", "fp16") else [],
     }

@@ -28,7 +28,7 @@ def program(package: Path):
     return load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir)
 
 
-def _base_name(name: str) -> str:
+def base_name(name: str) -> str:
     for suffix in SUFFIXES:
         name = name.removesuffix(suffix)
     return name
@@ -41,9 +41,9 @@ def read(package: Path) -> dict[str, tuple[str, np.ndarray]]:
         if op.op_type == "const":
             value = op.outputs[0].val
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 1:
-                weights.setdefault(_base_name(op.name), ("float", value.astype(np.float32)))
+                weights.setdefault(base_name(op.name), ("float", value.astype(np.float32)))
         elif op.op_type.startswith("constexpr_") and not _feeds_constexpr(op):
-            weights[_base_name(op.name)] = (op.op_type, np.asarray(op.materialized_val_inference(), np.float32))
+            weights[base_name(op.name)] = (op.op_type, np.asarray(op.materialized_val_inference(), np.float32))
     return weights
 
 

@@ -23,8 +23,8 @@ from whisperbench.backends.pytorch.runtime import PyTorchTranscriber, load
 from whisperbench.mixed.plan import check_budget
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quanto", "int4_mixed", "int4_fixedmix")
-# Mixed int4/int8 (mixed/plan.py): int4_mixed promotes the groups the sensitivity pass ranks most damaging,
-# int4_fixedmix the embedding and the first and last layers (no measurement), both within the budget.
+# Mixed int4/int8 (mixed/plan.py): int4_mixed promotes the groups with the most damage per weight in the
+# sensitivity pass, int4_fixedmix the embedding and the first and last layers (no measurement), within the budget.
 MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed"}
 MAX_AUDIO_S = 30.0  # short-form decoding only: transformers' long-form path forces timestamps
 _probe_cache: dict[str, str | None] = {}
