@@ -38,6 +38,18 @@ def sample_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def clip_manifest(sample_root, tmp_path_factory) -> Path:
+    """A one-row manifest of the test clip: the calibration pool of the exports built in tests."""
+    from whisperbench.io import write_jsonl
+
+    speaker, chapter, _ = CLIP_ID.split("-")
+    path = sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"
+    manifest = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
+    write_jsonl(manifest, [{"id": CLIP_ID, "audio_path": str(path), "reference": "unused"}])
+    return manifest
+
+
+@pytest.fixture(scope="session")
 def clip(sample_root):
     from whisperbench.data import audio
 

@@ -1,17 +1,19 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
-from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params, size_breakdown
+from conftest import TINY_EN_FP32_TEXT, minimal_params, size_breakdown
 
 from whisperbench import artifacts, config
 from whisperbench.backends import coreml
 from whisperbench.backends.base import Decoding
 from whisperbench.errors import UserError
-from whisperbench.io import write_jsonl
 from whisperbench.metrics.score import word_errors
 
-ALL = {"precisions": list(coreml.PRECISIONS)}
+# The mixes are built in test_mixed.py (int4_mixed; the fixed mixes differ only in the order of groups).
+UNIFORM = [p for p in coreml.PRECISIONS if p not in coreml.MIXED]
+ALL = {"precisions": UNIFORM}
 
 
 def coreml_params(**options) -> dict:
@@ -44,13 +46,9 @@ def test_speed_is_not_measured_off_macos():
 
 
 @pytest.fixture(scope="module")
-def export_dir(tiny_en_dir, sample_root, tmp_path_factory):
-    speaker, chapter, _ = CLIP_ID.split("-")
-    path = sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"
-    calibration = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
-    write_jsonl(calibration, [{"id": CLIP_ID, "audio_path": str(path), "reference": "unused"}])
+def export_dir(tiny_en_dir, clip_manifest, tmp_path_factory):
     output = tmp_path_factory.mktemp("coreml") / "export"
-    artifacts.export(tiny_en_dir, "tiny.en", "coreml", coreml_params(), calibration, output)
+    artifacts.export(tiny_en_dir, "tiny.en", "coreml", coreml_params(), clip_manifest, output)
     return output
 
 
@@ -58,9 +56,7 @@ def export_dir(tiny_en_dir, sample_root, tmp_path_factory):
 def built(export_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("coreml-artifacts")
     params = coreml_params()
-    return {
-        p: (root / p, artifacts.build(export_dir, "tiny.en", "coreml", p, params, root / p)) for p in coreml.PRECISIONS
-    }
+    return {p: (root / p, artifacts.build(export_dir, "tiny.en", "coreml", p, params, root / p)) for p in UNIFORM}
 
 
 @pytest.mark.slow
@@ -135,3 +131,21 @@ def test_stored_tensors_account_for_the_packages(built):
     fp16, pal4 = (size_breakdown(coreml, built[p][0]) for p in ("fp16", "pal4"))
     assert fp16["quantized weights"] == 0
     assert pal4["quantized weights"] > 0.8 * (sum(pal4.values()) - pal4["other files"])  # 4-bit indices
+
+
+@pytest.mark.slow
+def test_the_pal4_scheme_is_the_packages_palettes(built, tiny_en_dir):
+    """The sensitivity pass's pal4 simulation (mixed/schemes.Palette) gives exactly the weights pal4 stores."""
+    from transformers import WhisperForConditionalGeneration
+
+    from whisperbench.backends.coreml import graphs, weights
+    from whisperbench.mixed.schemes import Palette
+    from whisperbench.models.fetch import hf_dir
+
+    folder, _ = built["pal4"]
+    names = json.loads((folder / coreml.WEIGHT_NAMES).read_text())
+    stored, _ = weights.state_dict([folder / p for p in graphs.PACKAGES], names)
+    state = WhisperForConditionalGeneration.from_pretrained(hf_dir(tiny_en_dir)).state_dict()
+    # a linear (grouped by output channels) and the 1500 positions (grouped by input channels)
+    for name in ("model.decoder.layers.0.self_attn.q_proj.weight", "model.encoder.embed_positions.weight"):
+        assert np.array_equal(Palette(4, 8).quantize_dequantize(state[name]).numpy(), stored[name]), name

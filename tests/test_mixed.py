@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CLIP_ID, TINY_EN_FP32_TEXT, minimal_params
+from conftest import TINY_EN_FP32_TEXT, minimal_params
 
 from whisperbench import artifacts, config
 from whisperbench.errors import UserError
-from whisperbench.mixed import budget
+from whisperbench.metrics.score import word_errors
+from whisperbench.mixed import budget, schemes
 from whisperbench.mixed.groups import CONV, EMBEDDING, ENCODER_POSITIONS, Group, norm_parameters, tensor_groups
-from whisperbench.mixed.schemes import Scheme
+from whisperbench.mixed.schemes import Palette, Scheme
 from whisperbench.models.architectures import ARCHITECTURES
 from whisperbench.models.fetch import hf_dir
 
@@ -56,8 +57,24 @@ def test_sym4_is_onnxruntimes_symmetric_int4_and_the_pytorch_int4_recipe():
     assert torch.equal(Scheme(32, "bf16").quantize_dequantize(torch.from_numpy(weight)), pytorch)
 
 
+def test_sym4r_is_coremltools_linear_symmetric_int4_per_block():
+    import torch
+    from coremltools.optimize._utils import compute_qparams
+
+    weight = np.random.default_rng(0).standard_normal((24, 64)).astype(np.float16)  # the fp16 program's weights
+    codes, scales, zero_points = compute_qparams(weight, 4, True, "LINEAR_SYMMETRIC", None, [1, 32])
+    assert zero_points is None and codes.min() >= -7
+    coreml = (codes.astype(np.float32).reshape(24, 2, 32) * scales.astype(np.float32)[..., None]).reshape(24, 64)
+    ours = Scheme(32, "fp16", "sym4r").quantize_dequantize(torch.from_numpy(weight.astype(np.float32))).numpy()
+    assert np.array_equal(ours, coreml)
+
+
 def test_scheme_names_round_trip_and_bad_ones_are_refused():
     assert Scheme.parse("sym4_b64_bf16") == Scheme(64, "bf16")
+    assert Scheme.parse("sym4r_b32_fp16") == Scheme(32, "fp16", "sym4r")
+    assert schemes.parse("pal4_g8") == Palette(4, 8) and schemes.parse("sym4_b32_fp32") == Scheme(32)
+    with pytest.raises(ValueError, match="or pal4_g<group>"):
+        schemes.parse("pal4_b8")
     with pytest.raises(ValueError, match="unknown 4-bit scheme"):
         Scheme.parse("pal4_b8_fp32")
 
@@ -243,16 +260,10 @@ def test_the_fixed_mix_needs_no_sensitivity_and_spends_the_budget_on_the_edges(t
 
 
 @pytest.fixture(scope="module")
-def mixed_export(tiny_en_dir, sample_root, tmp_path_factory):
-    from whisperbench.io import write_jsonl
-
-    speaker, chapter, _ = CLIP_ID.split("-")
-    path = sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"
-    manifest = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
-    write_jsonl(manifest, [{"id": CLIP_ID, "audio_path": str(path), "reference": "unused"}])
+def mixed_export(tiny_en_dir, clip_manifest, tmp_path_factory):
     output = tmp_path_factory.mktemp("export") / "tiny.en"
     params = config.validate(_mixed_params("onnxruntime", "int4_mixed", export_check_utterances=1))
-    artifacts.export(tiny_en_dir, "tiny.en", "onnxruntime", params, manifest, output)
+    artifacts.export(tiny_en_dir, "tiny.en", "onnxruntime", params, clip_manifest, output)
     return output
 
 
@@ -287,3 +298,58 @@ def test_onnxruntime_quantizes_the_mixes_nodes_at_8_bits(mixed_export, clip, tmp
     assert record["encoder.onnx"]["nodes_8bit"] == 4 + 1 and record["decoder.onnx"]["nodes_8bit"] == 2
     transcriber = load(output, "int4_mixed", params_options("onnxruntime", params), Decoding(), 2)
     assert _word_errors(transcriber.transcribe(clip).text) <= 3
+
+
+@pytest.fixture(scope="module")
+def coreml_export(tiny_en_dir, clip_manifest, tmp_path_factory):
+    output = tmp_path_factory.mktemp("export") / "tiny.en"
+    params = config.validate(_mixed_params("coreml", "int4_mixed", export_check_utterances=1))
+    artifacts.export(tiny_en_dir, "tiny.en", "coreml", params, clip_manifest, output)
+    return output
+
+
+@pytest.mark.slow
+def test_coreml_stores_the_mixes_groups_as_int8_per_op(coreml_export, clip, tmp_path):
+    from coremltools.converters.mil.mil import types
+
+    from whisperbench.backends.base import Decoding
+    from whisperbench.backends.coreml import load, weights
+
+    params = config.validate(_mixed_params("coreml", "int4_mixed", mixed_bits_per_weight=4.44))
+    output = tmp_path / "mixed"
+    record = artifacts.build(
+        coreml_export, "tiny.en", "coreml", "int4_mixed", params, output, _record("sym4r_b32_fp16")
+    )
+    assert record["status"] == "ok", record.get("reason")
+    # from 4.18 (convolutions fp16): decoder.3.mlp (+0.125) and encoder.0 attention (+0.062) fit in 4.44, the
+    # embedding does not, the encoder's positions (+0.06) do, then the decoder's (+0.018) no longer
+    assert record["mix"]["high_bit_groups"] == [ENCODER_POSITIONS, "encoder.0.self_attention", "decoder.3.mlp"]
+    assert record["kept_float"] == ["model.encoder.conv1.weight", "model.encoder.conv2.weight"]
+    names = json.loads((output / "weight_names.json").read_text())
+    int8 = set()
+    for package in ("encoder.mlpackage", "decoder.mlpackage"):
+        for op in weights.program(output / package).functions["main"].operations:
+            if op.op_type == "constexpr_blockwise_shift_scale" and types.builtin_to_string(op.data.dtype) == "int8":
+                int8.add(names[weights.base_name(op.name)])
+    expected = {f"model.encoder.layers.0.self_attn.{p}_proj.weight" for p in ("k", "out", "q", "v")}
+    expected |= {"model.decoder.layers.3.fc1.weight", "model.decoder.layers.3.fc2.weight"}
+    assert int8 == expected | {"model.encoder.embed_positions.weight"}
+    stored_bits = record["weights_bytes"] * 8 / 37_760_256
+    assert stored_bits <= 1.25 * record["mix"]["bits_per_weight"]
+    transcriber = load(output, "int4_mixed", params_options("coreml", params), Decoding(), 2)
+    text = transcriber.transcribe(clip).text  # "stuff it into you": what the clip says, where fp32 hears "stuffered"
+    assert word_errors([{"reference": TINY_EN_FP32_TEXT, "hypothesis": text}])["wer"] <= 2 / 7, text
+
+
+def test_a_pal4_mixs_8_bit_groups_get_8_bit_palettes_on_the_same_axis():
+    from coremltools.converters.mil.mil import types
+
+    from whisperbench.backends import coreml
+    from whisperbench.backends.coreml import recipes
+
+    high = recipes._high("pal4", coreml.Options(), 1)  # e.g. base's embedding: grouped by input channels
+    assert (high.nbits, high.channel_axis, high.group_size, high.mode) == (8, 1, 8, "KMEANS")
+    linear = recipes._high("int4", coreml.Options(), None)
+    assert (types.builtin_to_string(linear.dtype), linear.granularity.name) == ("int8", "PER_CHANNEL")
+    assert coreml.mixed_scheme(coreml.Options(), "pal4_mixed") == Palette(4, 8)
+    assert coreml.mixed_scheme(coreml.Options(), "int4_mixed") == Scheme(32, "fp16", "sym4r")

@@ -150,18 +150,9 @@ def test_the_tied_embedding_is_stored_once_and_reads_the_projections_weights(tmp
 
 
 @pytest.fixture(scope="module")
-def clip_row(sample_root, tmp_path_factory):
-    speaker, chapter, _ = CLIP_ID.split("-")
-    path = sample_root / "test-clean" / speaker / chapter / f"{CLIP_ID}.flac"
-    manifest = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
-    write_jsonl(manifest, [{"id": CLIP_ID, "audio_path": str(path), "reference": "unused"}])
-    return manifest
-
-
-@pytest.fixture(scope="module")
-def export_dir(tiny_en_dir, clip_row, tmp_path_factory):
+def export_dir(tiny_en_dir, clip_manifest, tmp_path_factory):
     output = tmp_path_factory.mktemp("export") / "tiny.en"
-    artifacts.export(tiny_en_dir, "tiny.en", "onnxruntime", onnx_params(), clip_row, output)
+    artifacts.export(tiny_en_dir, "tiny.en", "onnxruntime", onnx_params(), clip_manifest, output)
     return output
 
 

@@ -73,7 +73,8 @@ def _scheme(params: dict, model: str, backend: str, precision: str) -> str | Non
     module = registry.get(backend).load_module()
     if not plan.needs_sensitivity(module, precision):
         return None
-    return module.mixed_scheme(module.Options.from_params(params["backends"][backend].get("options", {}))).name
+    options = module.Options.from_params(params["backends"][backend].get("options", {}))
+    return module.mixed_scheme(options, precision).name
 
 
 def sensitivity_passes(params: dict) -> list[tuple[str, str]]:

@@ -3,7 +3,8 @@
 A backend that can mix declares, in its module:
   * `MIXED`: precision -> selection, "sensitivity" (the pass's damage per weight, highest first) or "fixed"
     (the order that needs no measurement: `budget.fixed_order`);
-  * `mixed_scheme(options) -> schemes.Scheme`: its 4-bit scheme, which the sensitivity pass simulates;
+  * `mixed_scheme(options, precision) -> schemes.Scheme | schemes.Palette`: the 4-bit scheme of a
+    sensitivity-chosen precision, which the sensitivity pass simulates;
   * `mixed_widths(options) -> budget.Widths`: what its format can quantize and the widths of the rest;
   * an option `mixed_bits_per_weight`: the budget.
 A backend whose format cannot mix declares `UNMIXABLE = {precision: reason}` for the names users would try.
@@ -53,7 +54,7 @@ def choose(module, precision: str, options, model_config: dict, sensitivity: dic
     widths = module.mixed_widths(options)
     record = {"selection": module.MIXED[precision]}
     if needs_sensitivity(module, precision):
-        scheme = module.mixed_scheme(options).name
+        scheme = module.mixed_scheme(options, precision).name
         if sensitivity is None or sensitivity["scheme"] != scheme:
             found = sensitivity["scheme"] if sensitivity else "none"
             raise ValueError(f"{precision} needs the sensitivity pass of scheme {scheme} (given: {found})")

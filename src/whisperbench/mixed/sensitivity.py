@@ -115,8 +115,8 @@ def measure(hf_dir: Path, rows: list[dict], scheme: Scheme, prompt_rules, max_ne
     with torch.inference_mode():
         encoded = model.model.encoder(features).last_hidden_state
     reference = _log_probs(model, features, tokens, len(prompt), encoded)
-    results = []
-    for group in tensor_groups.tensor_groups(model.config.to_dict()):
+    results, groups = [], tensor_groups.tensor_groups(model.config.to_dict())
+    for group in groups:
         saved = _quantized(model, group, scheme)
         decoder_only = all(module.startswith("model.decoder.") for module in group.modules)
         quantized = _log_probs(model, features, tokens, len(prompt), encoded if decoder_only else None)
@@ -124,8 +124,7 @@ def measure(hf_dir: Path, rows: list[dict], scheme: Scheme, prompt_rules, max_ne
         _restore(model, saved)
         results.append({"group": group.name, "weights": group.weights, **damage})
         log.info("%s: KL %.5f, agreement %.3f", group.name, damage["kl"], damage["agreement"])
-    every = tensor_groups.tensor_groups(model.config.to_dict())
-    saved = [_quantized(model, group, scheme) for group in every]
+    saved = [_quantized(model, group, scheme) for group in groups]
     uniform = _damage(reference, _log_probs(model, features, tokens, len(prompt)), targets, valid)
     for values in saved:
         _restore(model, values)

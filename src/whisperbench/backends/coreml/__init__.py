@@ -13,7 +13,8 @@ transcribes as transformers does. `prepare` makes one precision with `coremltool
   start from the fp16 program, as Apple's tools do; weights a recipe cannot express stay float and are
   listed;
 * int4_mixed / int4_fixedmix: int4 with the mix's groups (mixed/plan.py) at int8 per channel;
-  pal4_fixedmix: pal4 with the fixed mix's groups in 8-bit palettes (Apple's mixed-bit palettization, per op).
+  pal4_mixed / pal4_fixedmix: pal4 with the mix's groups in 8-bit palettes (Apple's mixed-bit
+  palettization, per op).
   The mixes keep the convolutions fp16, as the other backends' mixes keep them float.
 
 Running a package needs macOS (`predict`). There, `load` runs the programs with `compute_units`. Elsewhere
@@ -33,10 +34,10 @@ from pathlib import Path
 from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, greedy_without_timestamps
 from whisperbench.mixed.plan import check_budget
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6", "int4_mixed", "int4_fixedmix", "pal4_fixedmix")
+PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6")
 # Mixed precisions (recipes.py): by the sensitivity pass's damage per weight, or in the fixed order.
-# pal4 has no sensitivity-chosen mix: the pass simulates linear 4-bit schemes, not k-means palettes.
-MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed", "pal4_fixedmix": "fixed"}
+MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed", "pal4_mixed": "sensitivity", "pal4_fixedmix": "fixed"}
+PRECISIONS += tuple(MIXED)
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
 COMPUTE_UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
 DEPLOYMENT_TARGETS = ("iOS17", "iOS18", "macOS14", "macOS15")
@@ -80,7 +81,7 @@ class Options(BackendOptions):
     palettization_granularity: str = "per_grouped_channel"
     palettization_group_size: int = 8
     export_check_utterances: int = 4
-    mixed_bits_per_weight: float = 5.0  # int4_mixed / int4_fixedmix / pal4_fixedmix: the budget
+    mixed_bits_per_weight: float = 5.0  # the mixed precisions' budget (effective bits per weight)
 
     def __post_init__(self):
         check_budget(self.mixed_bits_per_weight)
@@ -101,10 +102,13 @@ class Options(BackendOptions):
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not allowed; allowed: {allowed}")
 
 
-def mixed_scheme(options: Options):
-    """coremltools' linear_symmetric int4 per block: restricted range, fp16 scales (from the fp16 program)."""
-    from whisperbench.mixed.schemes import Scheme
+def mixed_scheme(options: Options, precision: str):
+    """int4_mixed: coremltools' linear_symmetric int4 per block (restricted range, fp16 scales, from the fp16
+    program); pal4_mixed: its k-means palettes per group of channels."""
+    from whisperbench.mixed.schemes import Palette, Scheme
 
+    if precision.startswith("pal4"):
+        return Palette(4, options.palettization_group_size)
     return Scheme(options.int4_block_size, "fp16", "sym4r")
 
 

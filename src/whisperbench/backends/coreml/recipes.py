@@ -18,7 +18,7 @@ from whisperbench.backends.base import BuildContext
 from whisperbench.backends.coreml import graphs, weights
 
 PALETTE_BITS = {"pal4": 4, "pal6": 6}
-MIX_BASE = {"int4_mixed": "int4", "int4_fixedmix": "int4", "pal4_fixedmix": "pal4"}
+MIX_BASE = {"int4_mixed": "int4", "int4_fixedmix": "int4", "pal4_mixed": "pal4", "pal4_fixedmix": "pal4"}
 _HIGH_RECIPE = {"int4": "int8 symmetric per channel", "pal4": "8-bit k-means palettes"}
 
 

@@ -115,7 +115,8 @@ class Options(BackendOptions):
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not allowed; allowed: {allowed}")
 
 
-def mixed_scheme(options: Options):
+def mixed_scheme(options: Options, precision: str):
+    """int4_mixed's scheme: MatMulNBits symmetric blocks, fp32 scales."""
     from whisperbench.mixed.schemes import Scheme
 
     return Scheme(options.int4_block_size, "fp32")

@@ -81,7 +81,8 @@ DEVICES = ("cpu", "cuda")
 CUDA_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def mixed_scheme(options: Options):
+def mixed_scheme(options: Options, precision: str):
+    """int4_mixed's scheme: the int4 recipe's groups, bf16 scales."""
     from whisperbench.mixed.schemes import Scheme
 
     return Scheme(options.int4_group_size, "bf16")
