@@ -69,7 +69,16 @@ BACKENDS: dict[str, BackendSpec] = {
         name="coreml",
         module="whisperbench.backends.coreml",
         precisions=(
-            "fp32", "fp16", "int8", "int4", "pal4", "pal6", "int4_mixed", "int4_fixedmix", "pal4_mixed", "pal4_fixedmix"
+            "fp32",
+            "fp16",
+            "int8",
+            "int4",
+            "pal4",
+            "pal6",
+            "int4_mixed",
+            "int4_fixedmix",
+            "pal4_mixed",
+            "pal4_fixedmix",
         ),  # fmt: skip
         exports=True,
         label="CML",

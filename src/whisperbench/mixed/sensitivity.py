@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 
 from whisperbench.mixed import groups as tensor_groups
-from whisperbench.mixed.schemes import Scheme
 
 log = logging.getLogger("whisperbench")
 
@@ -77,8 +76,9 @@ def _damage(reference, quantized, targets, valid) -> dict:
     }
 
 
-def _quantized(model, group: tensor_groups.Group, scheme: Scheme) -> dict:
-    """Quantize the group's weights in place; return their fp32 values to restore."""
+def _quantized(model, group: tensor_groups.Group, scheme, memo: dict) -> dict:
+    """Quantize the group's weights in place; return their fp32 values to restore. `memo` keeps each module's
+    quantized weight, so that the all-groups row does not quantize again (k-means palettes take minutes)."""
     import torch
 
     saved = {}
@@ -86,7 +86,9 @@ def _quantized(model, group: tensor_groups.Group, scheme: Scheme) -> dict:
         for module in group.modules:
             weight = model.get_submodule(module).weight
             saved[module] = weight.detach().clone()
-            weight.copy_(scheme.quantize_dequantize(weight))
+            if module not in memo:
+                memo[module] = scheme.quantize_dequantize(weight)
+            weight.copy_(memo[module])
     return saved
 
 
@@ -98,8 +100,9 @@ def _restore(model, saved: dict) -> None:
             model.get_submodule(module).weight.copy_(weight)
 
 
-def measure(hf_dir: Path, rows: list[dict], scheme: Scheme, prompt_rules, max_new_tokens: int, threads: int) -> dict:
-    """Rank the model's groups by the damage of quantizing each alone (`prompt_rules`: base.Decoding)."""
+def measure(hf_dir: Path, rows: list[dict], scheme, prompt_rules, max_new_tokens: int, threads: int) -> dict:
+    """Rank the model's groups by the damage of quantizing each alone to `scheme` (mixed/schemes.py;
+    `prompt_rules`: base.Decoding)."""
     import torch
     from transformers import WhisperForConditionalGeneration
 
@@ -115,16 +118,16 @@ def measure(hf_dir: Path, rows: list[dict], scheme: Scheme, prompt_rules, max_ne
     with torch.inference_mode():
         encoded = model.model.encoder(features).last_hidden_state
     reference = _log_probs(model, features, tokens, len(prompt), encoded)
-    results, groups = [], tensor_groups.tensor_groups(model.config.to_dict())
+    results, groups, memo = [], tensor_groups.tensor_groups(model.config.to_dict()), {}
     for group in groups:
-        saved = _quantized(model, group, scheme)
+        saved = _quantized(model, group, scheme, memo)
         decoder_only = all(module.startswith("model.decoder.") for module in group.modules)
         quantized = _log_probs(model, features, tokens, len(prompt), encoded if decoder_only else None)
         damage = _damage(reference, quantized, targets, valid)
         _restore(model, saved)
         results.append({"group": group.name, "weights": group.weights, **damage})
         log.info("%s: KL %.5f, agreement %.3f", group.name, damage["kl"], damage["agreement"])
-    saved = [_quantized(model, group, scheme) for group in groups]
+    saved = [_quantized(model, group, scheme, memo) for group in groups]
     uniform = _damage(reference, _log_probs(model, features, tokens, len(prompt)), targets, valid)
     for values in saved:
         _restore(model, values)
