@@ -78,6 +78,7 @@ def figure(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     models = sorted({r["model"] for r in rows})
     backends = sorted({r["backend"] for r in rows})
@@ -97,6 +98,9 @@ def figure(rows: list[dict], path: Path) -> None:
             axis.annotate(label, (r["bits/w stored"], 100 * r["_wer"]), fontsize=6, xytext=(4, 2),
                           textcoords="offset points")  # fmt: skip
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 4.0, 5.0, 6.0, 8.0)))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel("bits per weight as stored (weight bytes x 8 / parameters; log scale)")
         axis.set_ylabel("WER % on test-other (95 % bootstrap interval)")
         axis.set_title(f"{model}: filled uniform, hollow sensitivity mix, X fixed mix", fontsize=9)
