@@ -80,11 +80,14 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    from whisperbench.report.plots import place_labels
+
     models = sorted({r["model"] for r in rows})
     backends = sorted({r["backend"] for r in rows})
     colors = dict(zip(backends, ("#4C72B0", "#DD8452", "#55A868", "#C44E52"), strict=False))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 5.0), squeeze=False)
     for axis, model in zip(axes[0], models, strict=True):
+        labels = []
         for r in (r for r in rows if r["model"] == model):
             low, high = r["_interval"] or (r["_wer"], r["_wer"])
             kind = "fixedmix" if "fixedmix" in r["precision"] else "mixed" if "mixed" in r["precision"] else "uniform"
@@ -95,12 +98,12 @@ def figure(rows: list[dict], path: Path) -> None:
                 fmt=marker, color=colors[r["backend"]], mfc=face, ms=7, capsize=2, lw=0.8,
             )  # fmt: skip
             label = f"{r['backend']} {r['precision']}" + (" (6.6 b)" if r["study"] == "emb8" else "")
-            axis.annotate(label, (r["bits/w stored"], 100 * r["_wer"]), fontsize=6, xytext=(4, 2),
-                          textcoords="offset points")  # fmt: skip
+            labels.append((r["bits/w stored"], 100 * r["_wer"], label))
         axis.set_xscale("log")
         axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 4.0, 5.0, 6.0, 8.0)))
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.xaxis.set_minor_formatter(NullFormatter())
+        place_labels(axis, labels)
         axis.set_xlabel("bits per weight as stored (weight bytes x 8 / parameters; log scale)")
         axis.set_ylabel("WER % on test-other (95 % bootstrap interval)")
         axis.set_title(f"{model}: filled uniform, hollow sensitivity mix, X fixed mix", fontsize=9)

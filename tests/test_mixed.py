@@ -4,6 +4,7 @@ backend's recorded bit assignment, validation one-liners, and calibration/evalua
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,12 +260,17 @@ def test_the_fixed_mix_needs_no_sensitivity_and_spends_the_budget_on_the_edges(t
     assert record["mix"]["bits_per_weight"] <= 4.6
 
 
+def _export(backend: str, tiny_en_dir, clip_manifest, tmp_path_factory) -> Path:
+    """tiny.en exported for `backend` (its export check on one clip), the source of its mixed builds."""
+    output = tmp_path_factory.mktemp(f"export-{backend}") / "tiny.en"
+    params = config.validate(_mixed_params(backend, "int4_mixed", export_check_utterances=1))
+    artifacts.export(tiny_en_dir, "tiny.en", backend, params, clip_manifest, output)
+    return output
+
+
 @pytest.fixture(scope="module")
 def mixed_export(tiny_en_dir, clip_manifest, tmp_path_factory):
-    output = tmp_path_factory.mktemp("export") / "tiny.en"
-    params = config.validate(_mixed_params("onnxruntime", "int4_mixed", export_check_utterances=1))
-    artifacts.export(tiny_en_dir, "tiny.en", "onnxruntime", params, clip_manifest, output)
-    return output
+    return _export("onnxruntime", tiny_en_dir, clip_manifest, tmp_path_factory)
 
 
 @pytest.mark.slow
@@ -302,10 +308,7 @@ def test_onnxruntime_quantizes_the_mixes_nodes_at_8_bits(mixed_export, clip, tmp
 
 @pytest.fixture(scope="module")
 def coreml_export(tiny_en_dir, clip_manifest, tmp_path_factory):
-    output = tmp_path_factory.mktemp("export") / "tiny.en"
-    params = config.validate(_mixed_params("coreml", "int4_mixed", export_check_utterances=1))
-    artifacts.export(tiny_en_dir, "tiny.en", "coreml", params, clip_manifest, output)
-    return output
+    return _export("coreml", tiny_en_dir, clip_manifest, tmp_path_factory)
 
 
 @pytest.mark.slow

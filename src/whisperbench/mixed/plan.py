@@ -12,6 +12,10 @@ A backend whose format cannot mix declares `UNMIXABLE = {precision: reason}` for
 
 from __future__ import annotations
 
+import importlib
+import json
+from pathlib import Path
+
 from whisperbench.mixed import budget
 from whisperbench.mixed.groups import norm_parameters, tensor_groups
 
@@ -66,3 +70,9 @@ def choose(module, precision: str, options, model_config: dict, sensitivity: dic
     described = budget.describe(groups, norms, assignment, widths, options.mixed_bits_per_weight)
     modules = {module_name: assignment[group.name] for group in groups for module_name in group.modules}
     return record | described | {"module_bits": modules}
+
+
+def choose_for_export(module_name: str, precision: str, options, export_dir: Path, sensitivity: dict | None) -> dict:
+    """`choose` for a backend that builds from one export: the model's config from the export's config.json."""
+    config = json.loads((Path(export_dir) / "config.json").read_text())
+    return choose(importlib.import_module(module_name), precision, options, config, sensitivity)

@@ -81,7 +81,7 @@ def pareto_front(points: list[tuple[float, float]], maximize_y: bool, maximize_x
     return front
 
 
-def _plain_log(axis, which: str) -> None:
+def plain_log(axis, which: str) -> None:
     """A log axis that reads 20, 50, 100, 200 rather than 10^2."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -92,7 +92,7 @@ def _plain_log(axis, which: str) -> None:
     scale.set_minor_formatter(NullFormatter())
 
 
-def _place_labels(axis, labels: list[tuple[float, float, str]]) -> None:
+def place_labels(axis, labels: list[tuple[float, float, str]]) -> None:
     """Label every point: adjustText moves the labels off each other and off the points (a fixed number of
     steps, so a figure is the same on every machine), then any labels still touching are pushed apart
     vertically, and each label is joined to its point. Labels of cells at one point (two backends, same
@@ -240,9 +240,9 @@ def _panel(axis, cells, spec: TradeOff, style: Style) -> list:
     if front:
         xs, ys = zip(*front, strict=True)
         axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2)
-    _plain_log(axis, "x")
+    plain_log(axis, "x")
     if spec.log_y:
-        _plain_log(axis, "y")
+        plain_log(axis, "y")
     axis.grid(True, which="major", alpha=0.3)
     return [(getattr(row, spec.x), getattr(row, spec.y), _label(row)) for row in valid.itertuples()]
 
@@ -309,7 +309,7 @@ def trade_off(frame, spec: TradeOff, title: str, outputs: list[Path]) -> None:
     figure.suptitle(title, fontsize=11)
     figure.tight_layout(rect=(0, 0.05 + 0.04 * math.ceil(len(handles) / 4), 1, 1))
     for axis, axis_labels in labels.items():
-        _place_labels(axis, axis_labels)
+        place_labels(axis, axis_labels)
     _save(figure, outputs)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from whisperbench.backends.base import BuildContext
 from whisperbench.backends.coreml import graphs, weights
+from whisperbench.mixed import plan
 
 PALETTE_BITS = {"pal4": 4, "pal6": 6}
 MIX_BASE = {"int4_mixed": "int4", "int4_fixedmix": "int4", "pal4_mixed": "pal4", "pal4_fixedmix": "pal4"}
@@ -118,19 +119,11 @@ def _compress(fp16_dir: Path, precision: str, options, output_dir: Path, module_
     return recipe
 
 
-def _mix(precision: str, options, source_dir: Path, context: BuildContext) -> dict:
-    """The mixed precision's choice of groups (mixed/plan.py), from the export's config.json."""
-    import sys
-
-    from whisperbench.mixed import plan
-
-    config = json.loads((source_dir / "config.json").read_text())
-    return plan.choose(sys.modules["whisperbench.backends.coreml"], precision, options, config, context.sensitivity)
-
-
 def _compressed(source_dir: Path, precision: str, options, output_dir: Path, context: BuildContext):
     """A compressed precision's packages, from the fp16 program: (recipe, the mix's record or None)."""
-    mix = _mix(precision, options, source_dir, context) if precision in MIX_BASE else None
+    mix = None
+    if precision in MIX_BASE:
+        mix = plan.choose_for_export(__package__, precision, options, source_dir, context.sensitivity)
     base = MIX_BASE.get(precision, precision)
     with tempfile.TemporaryDirectory(prefix="whisperbench-coreml-") as scratch:
         _fp16(source_dir, Path(scratch), options.minimum_deployment_target)

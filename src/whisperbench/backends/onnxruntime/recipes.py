@@ -11,6 +11,7 @@ from pathlib import Path
 from whisperbench.backends.base import BuildContext
 from whisperbench.backends.onnxruntime import CALIBRATION, MIXED, Options, graphs, mixed, tied
 from whisperbench.backends.onnxruntime.export import copy_processor
+from whisperbench.mixed import plan
 
 log = logging.getLogger("whisperbench")
 
@@ -181,17 +182,6 @@ RECIPES = {"fp16": _fp16, "int8_dynamic": _int8_dynamic, "int8_static": _int8_st
 RECIPES |= {"int4_mixed": _int4_mixed, "int4_fixedmix": _int4_mixed}
 
 
-def _mix(precision: str, options: Options, source_dir: Path, context: BuildContext) -> dict:
-    """The mixed precision's choice of groups (mixed/plan.py), from the export's config.json."""
-    import sys
-
-    from whisperbench.mixed import plan
-
-    config = json.loads((source_dir / "config.json").read_text())
-    backend = sys.modules["whisperbench.backends.onnxruntime"]
-    return plan.choose(backend, precision, options, config, context.sensitivity)
-
-
 def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
     """Build one precision from the export in `source_dir` into `output_dir`."""
     from importlib.metadata import version
@@ -209,7 +199,7 @@ def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path
     with tempfile.TemporaryDirectory(prefix="whisperbench-onnx-") as scratch:
         state = {"scratch": Path(scratch), "calibration": calibration, "build": context}
         if precision in MIXED:
-            mix = _mix(precision, options, source_dir, context)
+            mix = plan.choose_for_export(__package__, precision, options, source_dir, context.sensitivity)
             state["module_bits"] = mix.pop("module_bits")
             details |= {"mix": mix} | (
                 {"calibration_ids": mix.pop("calibration_ids")} if "calibration_ids" in mix else {}
