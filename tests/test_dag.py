@@ -16,6 +16,7 @@ import yaml
 from conftest import REPO
 
 from whisperbench import artifacts, config, dag
+from whisperbench.backends import registry
 
 BIN = Path(sys.executable).parent
 ENV_PATH = f"{BIN}:/usr/bin:/bin"
@@ -80,8 +81,23 @@ def test_each_backend_stage_tracks_only_its_own_backend_options():
     for name in per_backend:
         backend = name.rsplit("_", 1)[-1]
         options = {key for key in stages[name]["do"].get("params", []) if key.startswith("backends.")}
-        assert options <= {f"backends.{backend}.options"}, name
+        if name.startswith("export_"):  # only the options the export reads: a recipe's rebuilds no export
+            written = raw["backends"][backend].get("options", {})
+            reads = registry.get(backend).load_module().EXPORT_OPTIONS
+            assert options == {f"backends.{backend}.options.{key}" for key in written if key in reads}, name
+        else:
+            assert options <= {f"backends.{backend}.options"}, name
         assert {item["backend"] for item in stages[name]["foreach"].values()} == {backend}, name
+
+
+def test_a_recipe_option_changes_the_builds_not_the_export():
+    params = config.load(REPO / "params.yaml")
+    before = dag.export_options(params, "onnxruntime")
+    params["backends"]["onnxruntime"].setdefault("options", {})["mixed_bits_per_weight"] = 6.0
+    params["backends"]["onnxruntime"]["options"]["int4_block_size"] = 64
+    assert dag.export_options(params, "onnxruntime") == before
+    params["backends"]["onnxruntime"]["options"]["opset"] = 18
+    assert dag.export_options(params, "onnxruntime") == before | {"opset": 18}
 
 
 def test_whispercpp_accuracy_pass_runs_on_the_timing_threads():

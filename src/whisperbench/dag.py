@@ -66,6 +66,24 @@ def needs_calibration(params: dict) -> bool:
     return bool(exports(params)) or bool(sensitivity_passes(params))
 
 
+def _reads_at_export(backend: str, option: str) -> bool:
+    """Whether a backend's export reads an option (`EXPORT_OPTIONS` in its module; every option where it
+    names none), so that a recipe's option (a block size, a mix's budget) rebuilds only the precisions."""
+    names = getattr(registry.get(backend).load_module(), "EXPORT_OPTIONS", None)
+    return names is None or option in names
+
+
+def export_options(params: dict, backend: str) -> dict:
+    """The written options a backend's export reads: the export step's params."""
+    written = params["backends"][backend].get("options") or {}
+    return {name: value for name, value in written.items() if _reads_at_export(backend, name)}
+
+
+def _export_option_keys(raw: dict, backend: str) -> list[str]:
+    written = ((raw.get("backends") or {}).get(backend) or {}).get("options") or {}
+    return [f"backends.{backend}.options.{name}" for name in written if _reads_at_export(backend, name)]
+
+
 def _scheme(params: dict, model: str, backend: str, precision: str) -> str | None:
     """The 4-bit scheme whose sensitivity pass a precision's mix reads (None: it reads none)."""
     from whisperbench.mixed import plan
@@ -294,7 +312,7 @@ def _export_stage(params: dict, raw: dict, params_file: str) -> dict:
             "--log logs/export/${item.model}/${item.backend}.log",
             [_dvc(PATHS["model"]), path("calibration"), "scripts/export_model.py", f"{CODE}/backends"],
             [_dvc(PATHS["export"])],
-            _present(raw, "decoding", f"backends.{backend}.options"),
+            _present(raw, "decoding") + _export_option_keys(raw, backend),
         ),
     )
 

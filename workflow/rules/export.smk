@@ -5,7 +5,7 @@ rule export:
     output:
         export=directory(dag.PATHS["export"]),
     params:
-        options=lambda wildcards: canonical(PARAMS["backends"][wildcards.backend].get("options", {})),
+        options=lambda wildcards: canonical(dag.export_options(PARAMS, wildcards.backend)),
         decoding=canonical(PARAMS["decoding"]),
     conda:
         "../../envs/whisperbench.yaml"

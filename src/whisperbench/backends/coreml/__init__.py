@@ -39,6 +39,8 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6")
 MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed", "pal4_mixed": "sensitivity", "pal4_fixedmix": "fixed"}
 PRECISIONS += tuple(MIXED)
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
+# The options the export reads: changing any other (a recipe's, the budget's) rebuilds only the precisions.
+EXPORT_OPTIONS = ("minimum_deployment_target", "export_check_utterances")
 COMPUTE_UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
 DEPLOYMENT_TARGETS = ("iOS17", "iOS18", "macOS14", "macOS15")
 GRANULARITIES = ("per_tensor", "per_grouped_channel")

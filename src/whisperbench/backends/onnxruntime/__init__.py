@@ -33,6 +33,8 @@ PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static", "int4", "int4_mixed
 # Mixed int4/int8 on MatMulNBits (mixed.py, mixed/plan.py): the sensitivity pass's ranking, or the fixed order.
 MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed"}
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
+# The options the export reads: changing any other (a recipe's, the budget's) rebuilds only the precisions.
+EXPORT_OPTIONS = ("opset", "export_check_utterances")
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 CALIBRATION_METHODS = ("minmax", "percentile")
