@@ -121,3 +121,19 @@ def test_a_step_of_one_backend_imports_none_of_the_others_libraries():
     )
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_run_record_lists_every_backends_libraries_as_its_module_names_them(monkeypatch):
+    import sys
+    import types
+
+    from whisperbench.backends import registry
+    from whisperbench.metrics import provenance
+
+    versions = provenance.library_versions()
+    assert {"torch", "torchao", "onnxruntime", "onnx", "ctranslate2", "coremltools", "pywhispercpp"} <= set(versions)
+    toy = types.ModuleType("toy_backend")
+    toy.LIBRARIES = ("pyyaml", "not-installed-anywhere")
+    monkeypatch.setitem(sys.modules, "toy_backend", toy)
+    monkeypatch.setitem(registry.BACKENDS, "toy", registry.BackendSpec("toy", "toy_backend", ("fp32",)))
+    assert set(provenance.library_versions()) - set(versions) == {"pyyaml"}  # absent libraries are left out

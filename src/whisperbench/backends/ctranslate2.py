@@ -48,6 +48,8 @@ COMPUTE_TYPES = {
     "int8_fp16": "int8_float16",
 }
 PRECISIONS = tuple(COMPUTE_TYPES)
+# The libraries this backend's results depend on: recorded, with their versions, in every cell's run record.
+LIBRARIES = ("ctranslate2",)
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance, as the other backends (faster-whisper adds long-form)
 PROCESSOR = "processor"
 PROCESSOR_FILES = ("*.json", "*.txt")

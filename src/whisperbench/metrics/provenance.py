@@ -9,19 +9,8 @@ import resource
 import time
 from importlib import metadata
 
-PACKAGES = (
-    "torch",
-    "transformers",
-    "torchao",
-    "optimum-quanto",
-    "onnxruntime",
-    "onnx",
-    "ctranslate2",
-    "coremltools",
-    "numpy",
-    "jiwer",
-    "whisper-normalizer",
-)
+# Every cell's libraries; each backend adds its own (`LIBRARIES` in its module).
+CORE_LIBRARIES = ("torch", "transformers", "numpy", "jiwer", "whisper-normalizer")
 CPU_FLAGS = (
     "avx2",
     "avx512f",
@@ -38,8 +27,14 @@ CPU_FLAGS = (
 
 
 def library_versions() -> dict[str, str]:
+    """The installed version of the core libraries and of every registered backend's (absent: not listed)."""
+    from whisperbench.backends import registry
+
+    packages = CORE_LIBRARIES + tuple(
+        package for spec in registry.BACKENDS.values() for package in getattr(spec.load_module(), "LIBRARIES", ())
+    )
     versions = {}
-    for package in PACKAGES:
+    for package in dict.fromkeys(packages):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -38,6 +38,8 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6")
 # Mixed precisions (recipes.py): by the sensitivity pass's damage per weight, or in the fixed order.
 MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed", "pal4_mixed": "sensitivity", "pal4_fixedmix": "fixed"}
 PRECISIONS += tuple(MIXED)
+# The libraries this backend's results depend on: recorded, with their versions, in every cell's run record.
+LIBRARIES = ("coremltools", "scikit-learn")
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
 # The options the export reads: changing any other (a recipe's, the budget's) rebuilds only the precisions.
 EXPORT_OPTIONS = ("minimum_deployment_target", "export_check_utterances")

@@ -32,6 +32,8 @@ from whisperbench.mixed.plan import check_budget
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static", "int4", "int4_mixed", "int4_fixedmix")
 # Mixed int4/int8 on MatMulNBits (mixed.py, mixed/plan.py): the sensitivity pass's ranking, or the fixed order.
 MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed"}
+# The libraries this backend's results depend on: recorded, with their versions, in every cell's run record.
+LIBRARIES = ("onnxruntime", "onnx")
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
 # The options the export reads: changing any other (a recipe's, the budget's) rebuilds only the precisions.
 EXPORT_OPTIONS = ("opset", "export_check_utterances")

@@ -26,6 +26,8 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8_torchao", "int4", "int4_quan
 # Mixed int4/int8 (mixed/plan.py): int4_mixed promotes the groups with the most damage per weight in the
 # sensitivity pass, int4_fixedmix the embedding and the first and last layers (no measurement), within the budget.
 MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed"}
+# The libraries this backend's results depend on: recorded, with their versions, in every cell's run record.
+LIBRARIES = ("torchao", "optimum-quanto")
 MAX_AUDIO_S = 30.0  # short-form decoding only: transformers' long-form path forces timestamps
 _probe_cache: dict[str, str | None] = {}
 

@@ -38,6 +38,8 @@ _NO_MIX = (
     "refuses a tensor stored in another ('tensor has wrong size in model file')"
 )
 UNMIXABLE = {"q4_mixed": _NO_MIX, "q4_fixedmix": _NO_MIX, "int4_mixed": _NO_MIX, "int4_fixedmix": _NO_MIX}
+# The libraries this backend's results depend on: recorded, with their versions, in every cell's run record.
+LIBRARIES = ("pywhispercpp", "gguf")
 MAX_AUDIO_S = 30.0
 
 
