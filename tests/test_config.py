@@ -133,7 +133,8 @@ def test_the_run_record_lists_every_backends_libraries_as_its_module_names_them(
     versions = provenance.library_versions()
     assert {"torch", "torchao", "onnxruntime", "onnx", "ctranslate2", "coremltools", "pywhispercpp"} <= set(versions)
     toy = types.ModuleType("toy_backend")
-    toy.LIBRARIES = ("pyyaml", "not-installed-anywhere")
+    toy.PRECISIONS, toy.LIBRARIES = ("fp32",), ("pyyaml", "not-installed-anywhere")
     monkeypatch.setitem(sys.modules, "toy_backend", toy)
-    monkeypatch.setitem(registry.BACKENDS, "toy", registry.BackendSpec("toy", "toy_backend", ("fp32",)))
+    monkeypatch.setitem(registry.BACKENDS, "toy", registry.BackendSpec("toy", "toy_backend"))
+    assert registry.get("toy").precisions == ("fp32",) and not registry.get("toy").exports
     assert set(provenance.library_versions()) - set(versions) == {"pyyaml"}  # absent libraries are left out

@@ -2,6 +2,7 @@
 
 A backend module provides:
   * `PRECISIONS`: the precisions it can build;
+  * `LIBRARIES`: the packages its results depend on (their versions go into every run record);
   * `unsupported_reason(precision) -> str | None`: why a precision cannot run on this machine;
   * `Options`: a frozen dataclass of its params (`backends.<name>.options`), validated without
     side effects;
@@ -20,7 +21,7 @@ A backend module provides:
   * `MAX_AUDIO_S`: the longest utterance it transcribes (30 s: Whisper's window without long-form
     decoding; None when it has long-form decoding). Longer ones are left out of its cells and counted.
 
-A backend whose registry entry says `exports=True` also provides
+A backend that exports once per model also provides (its presence is what makes the DAG export)
   * `export(hf_dir, options, context, check_rows, output_dir) -> dict`: one FP32 export per model,
     shared by all its precisions, checked against PyTorch on `check_rows` (the calibration
     utterances, which the export keeps for calibrated recipes); the returned check is recorded.

@@ -1,7 +1,9 @@
 """The backends whisperbench knows: name → where its module is and what it supports.
 
-The module is imported only when a backend is used, so validating params never imports torch,
-onnxruntime or coremltools. Adding a backend = one module + one entry here.
+A backend's module is light to import (its runtime's libraries are imported on use), so validating params
+never imports torch, onnxruntime or coremltools. What a backend can build (`PRECISIONS`), whether it exports
+once per model (`export`), its options (`Options`) and libraries (`LIBRARIES`) come from its module; the entry
+here says how its cells are drawn and compared. Adding a backend = one module + one entry here.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from dataclasses import dataclass
 class BackendSpec:
     name: str
     module: str
-    precisions: tuple[str, ...]
-    exports: bool = False  # True: one export per model (rule `export`) feeds every precision's build
     label: str = ""  # short name in plot labels (two backends' cells often sit at one point)
     peer: bool = False  # a peer runtime users compare against (its own markers in the plots)
     # True where the thread count changes the numerics (ggml splits its reductions across threads): the
@@ -28,6 +28,16 @@ class BackendSpec:
 
     def load_module(self):
         return importlib.import_module(self.module)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """What the module can build (`PRECISIONS`)."""
+        return tuple(self.load_module().PRECISIONS)
+
+    @property
+    def exports(self) -> bool:
+        """Whether one export per model (rule `export`: the module's `export`) feeds every precision's build."""
+        return hasattr(self.load_module(), "export")
 
     def unsupported_reason(self, precision: str) -> str | None:
         return self.load_module().unsupported_reason(precision)
@@ -45,48 +55,21 @@ BACKENDS: dict[str, BackendSpec] = {
     "pytorch": BackendSpec(
         name="pytorch",
         module="whisperbench.backends.pytorch",
-        precisions=(
-            "fp32",
-            "bf16",
-            "fp16",
-            "int8",
-            "int8_torchao",
-            "int4",
-            "int4_quanto",
-            "int4_mixed",
-            "int4_fixedmix",
-        ),
         label="PT",
     ),
     "onnxruntime": BackendSpec(
         name="onnxruntime",
         module="whisperbench.backends.onnxruntime",
-        precisions=("fp32", "fp16", "int8_dynamic", "int8_static", "int4", "int4_mixed", "int4_fixedmix"),
-        exports=True,
         label="ORT",
     ),
     "coreml": BackendSpec(
         name="coreml",
         module="whisperbench.backends.coreml",
-        precisions=(
-            "fp32",
-            "fp16",
-            "int8",
-            "int4",
-            "pal4",
-            "pal6",
-            "int4_mixed",
-            "int4_fixedmix",
-            "pal4_mixed",
-            "pal4_fixedmix",
-        ),  # fmt: skip
-        exports=True,
         label="CML",
     ),
     "ctranslate2": BackendSpec(
         name="ctranslate2",
         module="whisperbench.backends.ctranslate2",
-        precisions=("fp32", "fp16", "bf16", "int16", "int8", "int8_float32", "int8_bf16", "int8_fp16"),
         label="CT2",
         peer=True,
         encoder_excludes_cross_kv=True,  # encode() only; generate() computes the K/V
@@ -94,7 +77,6 @@ BACKENDS: dict[str, BackendSpec] = {
     "whispercpp": BackendSpec(
         name="whispercpp",
         module="whisperbench.backends.whispercpp",
-        precisions=("f16", "q8_0", "q5_0", "q4_0"),
         label="W.cpp",
         peer=True,
         threads_change_numerics=True,
