@@ -71,15 +71,15 @@ def _decode(transcriber, features: np.ndarray, binding: bool) -> tuple[list[int]
 
 
 def _next(transcriber, logits: np.ndarray, first: bool) -> int:
-    return int(transcriber._next_tokens(logits[:, -1], first=first, forced=False)[0])
+    return int(transcriber.rules.pick(logits[:, -1], first=first)[0])
 
 
 def _numpy_steps(transcriber, cross: dict) -> tuple[list[int], np.ndarray]:
     shapes = transcriber.past_shapes
     past = {name: np.zeros((1, heads, 0, size), np.float32) for name, (heads, size) in shapes.items()}
-    tokens, prompt, first_logits = [], list(transcriber.prompt), None
+    tokens, prompt, first_logits = [], list(transcriber.rules.prompt), None
     token = prompt[0]
-    for position in range(len(prompt) - 1 + transcriber.max_new_tokens):
+    for position in range(len(prompt) - 1 + transcriber.rules.max_new_tokens):
         outputs = transcriber.decoder.run(None, {"input_ids": np.array([[token]], np.int64), **past, **cross})
         past = dict(zip(transcriber.past_names, outputs[1:], strict=True))
         if position + 1 < len(prompt):
@@ -88,7 +88,7 @@ def _numpy_steps(transcriber, cross: dict) -> tuple[list[int], np.ndarray]:
         first_logits = outputs[0] if first_logits is None else first_logits
         token = _next(transcriber, outputs[0], first=not tokens)
         tokens.append(token)
-        if token == transcriber.eos:
+        if token == transcriber.rules.eos:
             break
     return tokens, first_logits
 
@@ -102,9 +102,9 @@ def _binding_steps(transcriber, cross: dict) -> tuple[list[int], np.ndarray]:
     shapes = transcriber.past_shapes
     past = {name: OrtValue.ortvalue_from_numpy(np.zeros((1, h, 0, s), np.float32)) for name, (h, s) in shapes.items()}
     outputs = [output.name for output in transcriber.decoder.get_outputs()]
-    tokens, prompt, first_logits = [], list(transcriber.prompt), None
+    tokens, prompt, first_logits = [], list(transcriber.rules.prompt), None
     token = prompt[0]
-    for position in range(len(prompt) - 1 + transcriber.max_new_tokens):
+    for position in range(len(prompt) - 1 + transcriber.rules.max_new_tokens):
         binding.bind_cpu_input("input_ids", np.array([[token]], np.int64))
         for name, value in past.items():
             binding.bind_ortvalue_input(name, value)
@@ -120,7 +120,7 @@ def _binding_steps(transcriber, cross: dict) -> tuple[list[int], np.ndarray]:
         first_logits = logits if first_logits is None else first_logits
         token = _next(transcriber, logits, first=not tokens)
         tokens.append(token)
-        if token == transcriber.eos:
+        if token == transcriber.rules.eos:
             break
     return tokens, first_logits
 

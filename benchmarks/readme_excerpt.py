@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from whisperbench.report import summary
+from whisperbench.report import formats, summary
 
 COLUMNS = [
     "model",
@@ -39,7 +39,7 @@ def excerpt(summary_csv: str, dataset: str) -> str:
 
     frame = pd.read_csv(summary_csv)
     frame = frame[frame["dataset"] == dataset]
-    shown = summary.displayed(summary._rounded(frame))
+    shown = formats.displayed(formats.rounded(frame))
     shown = shown[[column for column in COLUMNS if column in shown.columns]]
     header = [summary.LABELS.get(column, column) for column in shown.columns]
     text_columns = {"model", "backend", "precision", "wer_ci", "delta_ci", "timing_flags"}

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from whisperbench import cli
-from whisperbench.report import plots, summary
+from whisperbench.report import formats, notes, plots, summary
 
 
 @cli.cli
@@ -26,8 +26,8 @@ def main(argv=None):
         for key in zip(metrics["dataset"], metrics["model"], metrics["backend"], strict=True)
     ]
     frame = summary.table(metrics, report["baseline_precision"], against)
-    summary.write_tables(
-        frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, summary.notes(metrics)
+    formats.write_tables(
+        frame, arguments.csv, arguments.markdown, arguments.latex, arguments.json, notes.table_notes(metrics)
     )
     plots.write_plots(frame, arguments.plots)
     cli.log.info("summary of %d cells written", len(frame))

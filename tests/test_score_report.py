@@ -1,7 +1,7 @@
 import pytest
 
 from whisperbench.metrics.score import score, speed, word_errors
-from whisperbench.report import plots, summary
+from whisperbench.report import formats, notes, plots, summary
 
 
 def _row(ref, hyp, audio_s=2.0, total_ms=500.0, n_tokens=11, decode_ms=100.0):
@@ -105,7 +105,7 @@ def test_summary_has_delta_wer_against_fp32_and_marks_synthetic(tmp_path):
     assert int8.delta_wer_pct == pytest.approx(1.0) and int8.wer_pct == pytest.approx(6.0)
     assert "tts (synthetic)" in set(frame.dataset)
     outputs = [tmp_path / n for n in ("s.csv", "s.md", "s.tex", "s.json")]
-    summary.write_tables(frame, *outputs, notes="- note")
+    formats.write_tables(frame, *outputs, notes="- note")
     assert "ΔWER" in outputs[1].read_text() and r"$\Delta$WER" in outputs[2].read_text()
     plot_files = [tmp_path / "wer_vs_size.png", tmp_path / "rtfx_vs_size.pdf"]
     plots.write_plots(frame, plot_files)
@@ -187,7 +187,7 @@ def test_latex_table_escapes_every_text_cell_and_fixes_decimals(tmp_path):
 
     rows = [_metrics("tiny.en", "int8_dynamic", 66.9, 0.1447, 17812.345, dataset="ls_test&other")]
     rows.append(_metrics("tiny.en", "fp32", 155.9, 0.1342, 14.3, dataset="ls_test&other"))
-    latex = summary.latex_table(summary.table(pd.DataFrame(rows)))
+    latex = formats.latex_table(summary.table(pd.DataFrame(rows)))
     assert r"int8\_dynamic" in latex and r"ls\_test\&other" in latex and r"$\Delta$WER" in latex
     assert "17812.35" in latex and "e+" not in latex  # fixed decimals, never 1.781e+04
     assert r"\toprule" in latex and r"\bottomrule" in latex
@@ -215,7 +215,7 @@ def test_sets_smaller_than_asked_and_calibration_counts_are_in_the_summary_notes
     hypotheses = [{"id": "u1", **_row("A B", "a b")}]
     metrics = score(hypotheses, accuracy, [_timed("u1", "a b")], timing)
     assert (metrics["n_asked"], metrics["n_timed_asked"], metrics["n_calibration"]) == (200, 16, 2)
-    text = summary.notes(pd.DataFrame([metrics, _metrics("tiny.en", "fp32", 150, 0.1, 5.0)]))
+    text = notes.table_notes(pd.DataFrame([metrics, _metrics("tiny.en", "fp32", 150, 0.1, 5.0)]))
     assert "Smaller than asked: librispeech-test-clean: 1 utterances of the 200 asked." in text
     assert "librispeech-test-clean: 1 timed utterances of the 16 asked" in text
     assert "tiny.en pytorch int8_static: calibrated on 2 clips of the 8 asked" in text
@@ -303,11 +303,11 @@ def test_a_paired_difference_is_marked_only_when_its_interval_excludes_zero(tmp_
     assert metrics["delta_low"].iloc[1] > 0 and metrics["delta_low"].iloc[2] <= 0 <= metrics["delta_high"].iloc[2]
     metrics["wer"] = [0.0, 10 / 120, 1 / 120]
     frame = summary.table(metrics)
-    shown = summary.displayed(frame).set_index("precision")
+    shown = formats.displayed(frame).set_index("precision")
     assert shown.loc["int8", "delta_wer_pct"] == "+8.33*" and shown.loc["int4", "delta_wer_pct"] == "+0.83"
     assert shown.loc["int8", "wer_ci"].startswith("[") and list(frame.columns).index("wer_low_pct") > 0
     outputs = [tmp_path / n for n in ("s.csv", "s.md", "s.tex", "s.json")]
-    summary.write_tables(frame, *outputs, notes="- note")
+    formats.write_tables(frame, *outputs, notes="- note")
     assert "ΔWER 95 % CI" in outputs[1].read_text() and "+8.33*" in outputs[2].read_text()
     assert "delta_low_pct" in outputs[0].read_text().splitlines()[0]
 
@@ -349,7 +349,7 @@ def test_random_weight_cells_keep_speed_and_leave_wer_empty_with_the_reason(tmp_
     real = _metrics("tiny.en", "fp32", 150, 0.1, 5.0)
     frame = summary.table(pd.DataFrame([metrics, real]))
     assert frame.weights[0] == "random" and pd.isna(frame.weights[1]) and pd.isna(frame.wer_pct[0])
-    text = summary.notes(pd.DataFrame([metrics, real]))
+    text = notes.table_notes(pd.DataFrame([metrics, real]))
     assert "weights random: shape-true random weights" in text and "Smaller than asked" not in text
     assert "large-v3: the weights are stored in float16" in text
     plots.write_plots(frame, [tmp_path / "wer_vs_size.png", tmp_path / "rtfx_vs_size.png"])

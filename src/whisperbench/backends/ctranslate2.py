@@ -18,7 +18,6 @@ steps after the first.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from whisperbench.backends import processor as processor_files
 from whisperbench.backends.base import (
     BackendOptions,
     BuildContext,
@@ -52,7 +52,6 @@ PRECISIONS = tuple(COMPUTE_TYPES)
 LIBRARIES = ("ctranslate2",)
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance, as the other backends (faster-whisper adds long-form)
 PROCESSOR = "processor"
-PROCESSOR_FILES = ("*.json", "*.txt")
 CUT_POINTS = {
     "encoder": "encode() only: the cross-attention keys/values are computed inside generate()",
     "first_token": "features + encode() + a separate one-token generate() on the same encoder output",
@@ -120,11 +119,7 @@ def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path, co
     TransformersConverter(str(hf_dir), copy_files=["tokenizer.json"]).convert(
         str(output_dir), quantization=compute_type, force=True
     )
-    (output_dir / PROCESSOR).mkdir()
-    for pattern in PROCESSOR_FILES:
-        for path in hf_dir.glob(pattern):
-            if path.name != "model.safetensors.index.json":
-                shutil.copy2(path, output_dir / PROCESSOR / path.name)
+    processor_files.copy(hf_dir, output_dir / PROCESSOR)
     return {
         "library": f"ctranslate2 {version('ctranslate2')}",
         "recipe": f"TransformersConverter, quantization={compute_type}",

@@ -11,6 +11,7 @@ the weights and the clips alone.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from whisperbench.mixed import groups as tensor_groups
@@ -30,21 +31,20 @@ def _inputs(hf_dir: Path, rows: list[dict]):
     return torch.from_numpy(features)
 
 
-def _greedy(model, features, prompt: list[int], max_new_tokens: int):
-    """fp32 greedy transcripts: [B, prompt + T] tokens (end-of-text after the end) and the valid-target mask."""
+def _greedy(model, features, rules):
+    """fp32 greedy transcripts under `rules` (backends.greedy.Rules): [B, prompt + T] tokens (end-of-text
+    after the end) and the valid-target mask."""
     import torch
 
-    config = model.generation_config
-    suppress, begin = list(config.suppress_tokens or []), list(config.begin_suppress_tokens or [])
-    eot = config.eos_token_id
+    eot = rules.eos
     encoded = model.model.encoder(features).last_hidden_state
-    tokens = torch.tensor([prompt] * features.shape[0])
+    tokens = torch.tensor([list(rules.prompt)] * features.shape[0])
     done = torch.zeros(features.shape[0], dtype=torch.bool)
     valid, cache, step_input = [], None, tokens
-    for step in range(max_new_tokens):
+    for step in range(rules.max_new_tokens):
         out = model(encoder_outputs=(encoded,), decoder_input_ids=step_input, past_key_values=cache, use_cache=True)
         logits, cache = out.logits[:, -1], out.past_key_values
-        logits[:, suppress + (begin if step == 0 else [])] = -float("inf")
+        logits[:, rules.suppressed(first=step == 0)] = -float("inf")
         chosen = torch.where(done, torch.full_like(done, eot, dtype=torch.long), logits.argmax(-1))
         valid.append(~done)
         tokens, step_input = torch.cat([tokens, chosen[:, None]], dim=1), chosen[:, None]
@@ -106,14 +106,15 @@ def measure(hf_dir: Path, rows: list[dict], scheme, prompt_rules, max_new_tokens
     import torch
     from transformers import WhisperForConditionalGeneration
 
-    from whisperbench.backends.base import prompt_tokens
+    from whisperbench.backends.greedy import Rules
 
     torch.set_num_threads(threads)
     model = WhisperForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32).eval()
     features = _inputs(hf_dir, rows)
-    prompt = prompt_tokens(model.generation_config, prompt_rules)
+    rules = replace(Rules.of(model.generation_config, prompt_rules), max_new_tokens=max_new_tokens)
+    prompt = rules.prompt
     with torch.inference_mode():
-        tokens, valid = _greedy(model, features, prompt, max_new_tokens)
+        tokens, valid = _greedy(model, features, rules)
     targets = tokens[:, len(prompt) :]
     with torch.inference_mode():
         encoded = model.model.encoder(features).last_hidden_state

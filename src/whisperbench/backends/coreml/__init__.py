@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisperbench.backends import processor as processor_files
 from whisperbench.backends.base import BackendOptions, BuildContext, Decoding, greedy_without_timestamps
 from whisperbench.mixed.plan import check_budget
 
@@ -152,12 +153,6 @@ def speed_unavailable() -> str | None:
     return None if can_predict() else "needs macOS (Core ML runs models only there)"
 
 
-def _copy_processor(source: Path, output_dir: Path) -> None:
-    for path in [*source.glob("*.json"), *source.glob("*.txt")]:
-        if path.name not in ("artifact.json", EXPORT_CHECK, "model.safetensors.index.json"):
-            shutil.copy2(path, output_dir / path.name)
-
-
 # ---------------------------------------------------------------- export (once per model)
 
 
@@ -175,7 +170,7 @@ def export(hf_dir: Path, options: Options, context: BuildContext, check_rows: li
     for name, part in zip(TRACED, ("encoder", "decoder"), strict=True):
         torch.jit.save(traced[part], str(output_dir / name))
     (output_dir / WEIGHT_NAMES).write_text(json.dumps(weights.const_names(model), indent=1) + "\n")
-    _copy_processor(hf_dir, output_dir)
+    processor_files.copy(hf_dir, output_dir)
     from whisperbench.backends.coreml.check import export_check
 
     check = export_check(model, hf_dir, output_dir, check_rows[: options.export_check_utterances], context)
@@ -190,7 +185,7 @@ def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path
     """Build one precision's packages from the export and list how each weight is stored."""
     from whisperbench.backends.coreml import recipes
 
-    _copy_processor(source_dir, output_dir)
+    processor_files.copy(source_dir, output_dir)
     shutil.copy2(source_dir / WEIGHT_NAMES, output_dir / WEIGHT_NAMES)
     details = recipes.build(Path(source_dir), precision, options, Path(output_dir), context)
     return details | {"numerics_here": None if can_predict() else NUMERICS_OFF_MACOS}

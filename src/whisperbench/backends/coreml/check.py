@@ -13,25 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from whisperbench.backends.base import BuildContext, Decoding, prompt_tokens
+from whisperbench.backends import greedy
+from whisperbench.backends.base import BuildContext, Decoding
 from whisperbench.backends.coreml import graphs, weights
-
-
-def decoding_rules(generation_config, decoding: Decoding) -> dict:
-    return {
-        "prompt": prompt_tokens(generation_config, decoding),
-        "max_new_tokens": decoding.max_new_tokens,
-        "suppress": list(generation_config.suppress_tokens or []),
-        "begin_suppress": list(generation_config.begin_suppress_tokens or []),
-        "eos": generation_config.eos_token_id,
-    }
-
-
-def forced(rules: dict, length: int | None) -> dict:
-    """The rules of a forced-length decode: exactly `length` tokens, end-of-text suppressed (None: as given)."""
-    if length is None:
-        return rules
-    return rules | {"max_new_tokens": length, "suppress": [*rules["suppress"], rules["eos"]]}
 
 
 def cache_shape(config) -> tuple[int, int, int, int]:
@@ -90,14 +74,14 @@ def export_check(model, hf_dir: Path, export_dir: Path, rows: list[dict], contex
     check = _weights_check(model, export_dir)
     processor = WhisperProcessor.from_pretrained(export_dir)
     reference = pytorch.PyTorchTranscriber(model, processor, "fp32", context.decoding)
-    programs, rules = TorchPrograms(model), decoding_rules(model.generation_config, context.decoding)
+    programs, rules = TorchPrograms(model), greedy.Rules.of(model.generation_config, context.decoding)
     from whisperbench.models.random_weights import check_lengths
 
     mismatches = []
     for row, length in zip(rows, check_lengths(hf_dir, rows, context.decoding.max_new_tokens), strict=True):
         samples = audio_io.load(row["audio_path"])
-        features = processor.feature_extractor(samples, sampling_rate=16000, return_tensors="np").input_features
-        tokens, _ = graphs.greedy(programs, programs.encode(features), cache_shape(model.config), forced(rules, length))
+        features = greedy.features(processor, samples)
+        tokens, _ = graphs.greedy(programs, programs.encode(features), cache_shape(model.config), rules.forced(length))
         text, expected = (
             processor.tokenizer.decode(tokens, skip_special_tokens=True),
             reference.transcribe(samples, length).text,

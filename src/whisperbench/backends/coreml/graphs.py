@@ -153,14 +153,14 @@ class Step:
     step: Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray]]  # inputs → logits, new keys, new values
 
 
-def greedy(runtime: Step, cross: dict, shape: tuple, rules: dict) -> tuple[list[int], list[float]]:
+def greedy(runtime: Step, cross: dict, shape: tuple, rules) -> tuple[list[int], list[float]]:
     """Greedy decoding of one utterance with the PyTorch backend's rules; returns tokens and step times."""
     layers, heads, length, head_dim = shape
     keys = np.zeros((layers, 1, heads, length, head_dim), np.float32)
     values = np.zeros_like(keys)
-    prompt, generated, times = rules["prompt"], [], []
+    prompt, generated, times = rules.prompt, [], []
     token = prompt[0]
-    for position in range(min(len(prompt) - 1 + rules["max_new_tokens"], length)):
+    for position in range(min(len(prompt) - 1 + rules.max_new_tokens, length)):
         update = np.zeros((1, 1, length, 1), np.float32)
         update[0, 0, position] = 1
         mask = np.full((1, 1, 1, length), -1e4, np.float32)
@@ -179,13 +179,9 @@ def greedy(runtime: Step, cross: dict, shape: tuple, rules: dict) -> tuple[list[
         if position + 1 < len(prompt):
             token = prompt[position + 1]
             continue
-        logits = np.array(logits, np.float32).reshape(-1)
-        logits[rules["suppress"]] = -np.inf
-        if not times:
-            logits[rules["begin_suppress"]] = -np.inf
-        token = int(logits.argmax())
+        token = int(rules.pick(np.reshape(logits, -1), first=not times))
         generated.append(token)
         times.append(time.perf_counter())
-        if token == rules["eos"]:
+        if token == rules.eos:
             break
     return generated, times

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from whisperbench.backends import greedy
 from whisperbench.backends.base import Decoding, Hypothesis, Transcription
 from whisperbench.backends.coreml import COMPUTE_UNITS, graphs
-from whisperbench.backends.coreml.check import cache_shape, decoding_rules, forced
+from whisperbench.backends.coreml.check import cache_shape
 
 
 class _Programs:
@@ -33,7 +34,7 @@ class _Programs:
 class CoreMLTranscriber:
     def __init__(self, programs: _Programs, processor, config, generation_config, decoding: Decoding, units: str):
         self.programs, self.processor = programs, processor
-        self.shape, self.rules = cache_shape(config), decoding_rules(generation_config, decoding)
+        self.shape, self.rules = cache_shape(config), greedy.Rules.of(generation_config, decoding)
         self.runtime = {"compute_units": units}
 
     @classmethod
@@ -52,29 +53,18 @@ class CoreMLTranscriber:
             options.compute_units,
         )
 
-    def _features(self, audio: np.ndarray) -> np.ndarray:
-        extractor = self.processor.feature_extractor
-        return extractor(audio, sampling_rate=16000, return_tensors="np").input_features
-
     def transcribe(self, audio: np.ndarray, forced_tokens: int | None = None) -> Transcription:
-        rules = forced(self.rules, forced_tokens)
+        rules = self.rules.forced(forced_tokens)
         start = time.perf_counter()
-        features = self._features(audio)
+        features = greedy.features(self.processor, audio)
         features_done = time.perf_counter()
         cross = self.programs.encode(features)
         encoder_done = time.perf_counter()
         tokens, times = graphs.greedy(self.programs, cross, self.shape, rules)
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
         end = time.perf_counter()
-        return Transcription(
-            text=text,
-            n_tokens=len(tokens),
-            features_ms=(features_done - start) * 1e3,
-            encoder_ms=(encoder_done - features_done) * 1e3,
-            first_token_ms=((times[0] if times else end) - start) * 1e3,
-            decode_ms=(times[-1] - times[0]) * 1e3 if times else 0.0,
-            total_ms=(end - start) * 1e3,
-        )
+        encoder_ms = (encoder_done - features_done) * 1e3
+        return Transcription(text, len(tokens), **greedy.stage_ms(start, features_done, encoder_ms, times, end))
 
     def transcribe_batch(self, audios: list[np.ndarray]) -> list[Hypothesis]:
         """The programs take one utterance: a batch is decoded one by one."""

@@ -43,19 +43,6 @@ CALIBRATION_METHODS = ("minmax", "percentile")
 EXPORT_CHECK = "export_check.json"
 CALIBRATION = "calibration.jsonl"
 MIN_IDENTICAL = 0.99  # share of check utterances whose FP32 ONNX transcript must equal PyTorch's
-PROCESSOR_FILES = (
-    "config.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "normalizer.json",
-)
 
 
 # Peak memory of each build step (precision, or the export): (MB, bytes per parameter), the least-squares line

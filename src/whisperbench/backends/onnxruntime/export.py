@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from whisperbench.backends import processor as processor_files
 from whisperbench.backends.base import BuildContext
 from whisperbench.backends.onnxruntime import (
     CALIBRATION,
     EXPORT_CHECK,
     MIN_IDENTICAL,
-    PROCESSOR_FILES,
     Options,
     graphs,
     mixed,
 )
-
-
-def copy_processor(source: Path, output_dir: Path) -> None:
-    for name in PROCESSOR_FILES:
-        if (source / name).is_file():
-            shutil.copy2(source / name, output_dir / name)
 
 
 def export(hf_dir: Path, options: Options, context: BuildContext, check_rows: list[dict], output_dir: Path) -> dict:
@@ -36,7 +29,7 @@ def export(hf_dir: Path, options: Options, context: BuildContext, check_rows: li
     graphs.export(model.eval(), output_dir, options.opset)
     mixed.write_weights_map(model, output_dir, graphs.GRAPHS)
     del model  # the check loads the reference through the PyTorch backend, with its decoding rules
-    copy_processor(hf_dir, output_dir)
+    processor_files.copy(hf_dir, output_dir)
     (output_dir / CALIBRATION).write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in check_rows))
     check = export_check(hf_dir, output_dir, check_rows[: options.export_check_utterances], context)
     (output_dir / EXPORT_CHECK).write_text(json.dumps(check, indent=2) + "\n")

@@ -8,9 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from whisperbench.backends import processor as processor_files
 from whisperbench.backends.base import BuildContext
 from whisperbench.backends.onnxruntime import CALIBRATION, MIXED, Options, graphs, mixed, tied
-from whisperbench.backends.onnxruntime.export import copy_processor
 from whisperbench.mixed import plan
 
 log = logging.getLogger("whisperbench")
@@ -187,7 +187,7 @@ def prepare(source_dir: Path, precision: str, options: Options, output_dir: Path
     from importlib.metadata import version
 
     source_dir = Path(source_dir)
-    copy_processor(source_dir, output_dir)
+    processor_files.copy(source_dir, output_dir)
     details = {"library": f"onnxruntime {version('onnxruntime')}", "opset": options.opset}
     if precision == "fp32":
         for name in graphs.GRAPHS:  # each graph with its external weights, where it has them

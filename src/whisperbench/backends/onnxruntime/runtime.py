@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from whisperbench.backends.base import Decoding, Hypothesis, Transcription, pin_feature_threads, prompt_tokens
+from whisperbench.backends import greedy
+from whisperbench.backends.base import Decoding, Hypothesis, Transcription, pin_feature_threads
 from whisperbench.backends.onnxruntime import PROVIDERS, Options, environment_problem, graphs
 
 
@@ -33,11 +34,7 @@ class OnnxTranscriber:
     def __init__(self, encoder, decoder, processor, generation_config, decoding: Decoding):
         self.encoder, self.decoder = encoder, decoder
         self.processor = processor
-        self.prompt = prompt_tokens(generation_config, decoding)
-        self.eos = generation_config.eos_token_id
-        self.suppress = list(generation_config.suppress_tokens or [])
-        self.begin_suppress = list(generation_config.begin_suppress_tokens or [])
-        self.max_new_tokens = decoding.max_new_tokens
+        self.rules = greedy.Rules.of(generation_config, decoding)
         names = [i.name for i in decoder.get_inputs()]
         self.past_names = [n for n in names if n.startswith("past_")]
         self.encoder_outputs = [o.name for o in encoder.get_outputs() if o.name.startswith("cross_")]
@@ -49,36 +46,27 @@ class OnnxTranscriber:
         return {"device": "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu", "providers": providers}
 
     def features(self, audio: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        extractor = self.processor.feature_extractor
-        return extractor(audio, sampling_rate=16000, return_tensors="np").input_features.astype(np.float32)
-
-    def _next_tokens(self, logits: np.ndarray, first: bool, forced: bool) -> np.ndarray:
-        logits = logits.copy()
-        logits[:, self.suppress] = -np.inf
-        if first:
-            logits[:, self.begin_suppress] = -np.inf
-        if forced:
-            logits[:, self.eos] = -np.inf
-        return logits.argmax(axis=-1)
+        return greedy.features(self.processor, audio)
 
     def _greedy(self, cross: dict, batch: int, forced: int | None = None) -> tuple[list[list[int]], list[float]]:
         """Greedy decoding of a batch; rows that have ended leave it, so the rest decode as a smaller batch.
         `forced`: exactly that many tokens, end-of-text suppressed."""
+        rules = self.rules.forced(forced)
         past = {name: np.zeros((batch, heads, 0, size), np.float32) for name, (heads, size) in self.past_shapes.items()}
-        tokens = np.full(batch, self.prompt[0], dtype=np.int64)
+        tokens = np.full(batch, rules.prompt[0], dtype=np.int64)
         generated: list[list[int]] = [[] for _ in range(batch)]
         rows, times = np.arange(batch), []  # rows: the batch rows still decoding
-        for position in range(len(self.prompt) - 1 + (forced or self.max_new_tokens)):
+        for position in range(len(rules.prompt) - 1 + rules.max_new_tokens):
             outputs = self.decoder.run(None, {"input_ids": tokens[:, None], **past, **cross})
             past = dict(zip(self.past_names, outputs[1:], strict=True))
-            if position + 1 < len(self.prompt):
-                tokens = np.full(len(rows), self.prompt[position + 1], dtype=np.int64)
+            if position + 1 < len(rules.prompt):
+                tokens = np.full(len(rows), rules.prompt[position + 1], dtype=np.int64)
                 continue
-            tokens = self._next_tokens(outputs[0][:, -1], first=not times, forced=forced is not None)
+            tokens = rules.pick(outputs[0][:, -1], first=not times)
             for row, token in zip(rows, tokens, strict=True):
                 generated[row].append(int(token))
             times.append(time.perf_counter())
-            going = tokens != self.eos
+            going = tokens != rules.eos
             if not going.any():
                 break
             if not going.all():
@@ -120,15 +108,8 @@ class OnnxTranscriber:
         tokens = batch_tokens[0]
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
         end = time.perf_counter()
-        return Transcription(
-            text=text,
-            n_tokens=len(tokens),
-            features_ms=(features_done - start) * 1e3,
-            encoder_ms=(encoder_done - features_done) * 1e3,
-            first_token_ms=(times[0] - start) * 1e3 if times else (end - start) * 1e3,
-            decode_ms=(times[-1] - times[0]) * 1e3 if times else 0.0,
-            total_ms=(end - start) * 1e3,
-        )
+        encoder_ms = (encoder_done - features_done) * 1e3
+        return Transcription(text, len(tokens), **greedy.stage_ms(start, features_done, encoder_ms, times, end))
 
 
 def load(artifact_dir: Path, precision: str, options: Options, decoding: Decoding, threads: int) -> OnnxTranscriber:

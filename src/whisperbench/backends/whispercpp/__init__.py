@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisperbench.backends import processor as processor_files
 from whisperbench.backends.base import BackendOptions, BuildContext, greedy_without_timestamps
 from whisperbench.backends.whispercpp.ggml import (
     MAGIC,
@@ -110,13 +111,11 @@ def model_problem(config: dict) -> str | None:
 
 
 def prepare(hf_dir: Path, precision: str, options: Options, output_dir: Path, context: BuildContext) -> dict:
-    import shutil
     from importlib.metadata import version
 
     hf_dir = Path(hf_dir)
     counts = write_ggml(hf_dir, precision, Path(output_dir) / MODEL_FILE)
-    for name in ("generation_config.json", "config.json"):  # the prompt and special tokens at load time
-        shutil.copy2(hf_dir / name, Path(output_dir) / name)
+    processor_files.copy(hf_dir, output_dir)  # the prompt and special tokens at load time
     return {
         "library": f"pywhispercpp {version('pywhispercpp')} (gguf {version('gguf')} quantizers)",
         "recipe": f"HF → ggml ({precision} 2-D weights; convolutions f16; embeddings, biases, norms f32)",
