@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from whisperbench import cli, dag
+from whisperbench import cli, dvc_stages
 from whisperbench.config import artifacts, cells
 from whisperbench.io import write_text
 
@@ -18,7 +18,7 @@ def main(argv=None):
     params = cli.start(arguments)
     if arguments.dvc_yaml:
         raw = yaml.safe_load(Path(arguments.params).read_text())
-        if arguments.dvc_yaml.read_text() != dag.render(params, raw, arguments.params):
+        if arguments.dvc_yaml.read_text() != dvc_stages.render(params, raw, arguments.params):
             raise cli.UserError(
                 f"{arguments.dvc_yaml} is out of date with {arguments.params} (models, datasets or "
                 "backends changed): run `make dvc.yaml`, then `dvc repro` again"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from whisperbench import artifacts, config, dag
+from whisperbench import artifacts, config, dag, dvc_stages
 from whisperbench.backends import registry
 
 BIN = Path(sys.executable).parent
@@ -58,7 +58,7 @@ def _snakemake_commands(workdir: Path, *args: str) -> set[str]:
 
 def test_committed_dvc_yaml_is_generated_from_params():
     params_file = REPO / "params.yaml"
-    expected = dag.render(config.load(params_file), yaml.safe_load(params_file.read_text()), "params.yaml")
+    expected = dvc_stages.render(config.load(params_file), yaml.safe_load(params_file.read_text()), "params.yaml")
     assert (REPO / "dvc.yaml").read_text() == expected, "dvc.yaml is stale: run `make dvc.yaml`"
 
 
