@@ -80,7 +80,7 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    from whisperbench.report.plots import place_labels
+    from whisperbench.report.axes import place_labels
 
     models = sorted({r["model"] for r in rows})
     backends = sorted({r["backend"] for r in rows})

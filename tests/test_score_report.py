@@ -1,7 +1,7 @@
 import pytest
 
 from whisperbench.metrics.score import score, speed, word_errors
-from whisperbench.report import formats, notes, plots, summary
+from whisperbench.report import axes, formats, notes, plots, summary
 
 
 def _row(ref, hyp, audio_s=2.0, total_ms=500.0, n_tokens=11, decode_ms=100.0):
@@ -145,7 +145,7 @@ def test_labels_of_points_at_one_place_do_not_overlap():
 
     figure, axis = plt.subplots()
     axis.scatter([100, 100, 300], [5, 5, 9])
-    plots.place_labels(axis, [(100, 5, "tiny.en fp32 PT"), (100, 5, "tiny.en fp32 ORT"), (300, 9, "base fp32")])
+    axes.place_labels(axis, [(100, 5, "tiny.en fp32 PT"), (100, 5, "tiny.en fp32 ORT"), (300, 9, "base fp32")])
     renderer = figure.canvas.get_renderer()
     labels = [text for text in axis.texts if text.get_text()]  # the rest are the lines to the points
     first, second = (text.get_window_extent(renderer) for text in labels[:2])
@@ -167,7 +167,7 @@ def test_every_figure_is_drawn_with_plain_log_ticks(tmp_path):
 
     figure, axis = plt.subplots()
     axis.plot([20, 400], [1, 2])
-    plots.plain_log(axis, "x")
+    axes.plain_log(axis, "x")
     figure.canvas.draw()
     ticks = [label.get_text() for label in axis.get_xticklabels() if label.get_text()]
     assert "50" in ticks and "100" in ticks and not any("^" in tick for tick in ticks)

@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisperbench.report import axes
+
 MARKERS = "osD^vP*X<>"
 MAX_PLOTTED_WER = 100  # %: cells above it are named on the panel instead of drawn (and off the frontier)
-LABEL_POINTS = 7
 STAGES = (("features_ms", "features"), ("encoder_ms", "encoder"), ("first_step_ms", "first decoder step"))
 STAGES += (("decode_ms", "remaining decode"),)
 CUT_POINT_CAPTION = (
@@ -79,63 +80,6 @@ def pareto_front(points: list[tuple[float, float]], maximize_y: bool, maximize_x
             front.append((x, y))
             best = y
     return front
-
-
-def plain_log(axis, which: str) -> None:
-    """A log axis that reads 20, 50, 100, 200 rather than 10^2."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    scale = getattr(axis, f"{which}axis")
-    getattr(axis, f"set_{which}scale")("log")
-    scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    scale.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    scale.set_minor_formatter(NullFormatter())
-
-
-def place_labels(axis, labels: list[tuple[float, float, str]]) -> None:
-    """Label every point: adjustText moves the labels off each other and off the points (a fixed number of
-    steps, so a figure is the same on every machine), then any labels still touching are pushed apart
-    vertically, and each label is joined to its point. Labels of cells at one point (two backends, same
-    size and WER) start stacked: adjustText cannot part equal boxes."""
-    from adjustText import adjust_text
-
-    seen: dict[tuple[float, float], int] = {}
-    texts = []
-    for x, y, text in labels:
-        stacked = seen[(x, y)] = seen.get((x, y), -1) + 1
-        display = axis.transData.transform((x, y)) + (0, stacked * 1.6 * LABEL_POINTS * axis.figure.dpi / 72)
-        start = axis.transData.inverted().transform(display)
-        texts.append(axis.text(start[0], start[1], text, fontsize=LABEL_POINTS))
-    if not texts:
-        return
-    # expand: a margin around each label, so neighbours do not touch
-    adjust_text(texts, ax=axis, expand=(1.1, 1.35), force_text=(0.3, 0.6), iter_lim=400)
-    _separate(axis, texts)
-    for text, (x, y, _) in zip(texts, labels, strict=True):
-        axis.annotate(
-            "", xy=(x, y), xytext=text.get_position(), arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5}
-        )
-
-
-def _separate(axis, texts: list) -> None:
-    """Move each label that still overlaps one placed before it up (or, at the top, down) until it is clear."""
-    renderer = axis.figure.canvas.get_renderer()
-    inside = axis.get_window_extent(renderer)
-    placed = []
-    for text in sorted(texts, key=lambda t: t.get_window_extent(renderer).y0):
-        box = text.get_window_extent(renderer)
-        for direction in (1, -1):
-            shift = 0.0
-            while any(box.translated(0, shift).overlaps(other) for other in placed):
-                shift += direction * 2.0
-                moved = box.translated(0, shift)
-                if moved.y1 > inside.y1 or moved.y0 < inside.y0:
-                    break
-            else:
-                break
-        x, y = axis.transData.transform(text.get_position())
-        text.set_position(axis.transData.inverted().transform((x, y + shift)))
-        placed.append(text.get_window_extent(renderer))
 
 
 def _is_peer(backend: str) -> bool:
@@ -240,9 +184,9 @@ def _panel(axis, cells, spec: TradeOff, style: Style) -> list:
     if front:
         xs, ys = zip(*front, strict=True)
         axis.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1, zorder=2)
-    plain_log(axis, "x")
+    axes.plain_log(axis, "x")
     if spec.log_y:
-        plain_log(axis, "y")
+        axes.plain_log(axis, "y")
     axis.grid(True, which="major", alpha=0.3)
     return [(getattr(row, spec.x), getattr(row, spec.y), _label(row)) for row in valid.itertuples()]
 
@@ -284,8 +228,8 @@ def _figure(frame, width: float, height: float):
     import matplotlib.pyplot as plt
 
     datasets = sorted(frame["dataset"].unique())
-    figure, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), height), squeeze=False)
-    return figure, list(zip(axes[0], datasets, strict=True))
+    figure, grid = plt.subplots(1, len(datasets), figsize=(width * len(datasets), height), squeeze=False)
+    return figure, list(zip(grid[0], datasets, strict=True))
 
 
 def _panel_size(frame) -> tuple[float, float]:
@@ -309,7 +253,7 @@ def trade_off(frame, spec: TradeOff, title: str, outputs: list[Path]) -> None:
     figure.suptitle(title, fontsize=11)
     figure.tight_layout(rect=(0, 0.05 + 0.04 * math.ceil(len(handles) / 4), 1, 1))
     for axis, axis_labels in labels.items():
-        place_labels(axis, axis_labels)
+        axes.place_labels(axis, axis_labels)
     _save(figure, outputs)
 
 
@@ -331,7 +275,7 @@ def latency_breakdown(frame, title: str, outputs: list[Path]) -> None:
             axis.barh(names, values, left=left, color=colors(index), label=name, height=0.7)
             left = [a + b for a, b in zip(left, values, strict=True)]
         axis.invert_yaxis()
-        axis.tick_params(axis="y", labelsize=LABEL_POINTS)
+        axis.tick_params(axis="y", labelsize=axes.LABEL_POINTS)
         axis.set_xlabel("ms per utterance (median)")
         axis.set_title(dataset, fontsize=10)
         axis.grid(True, axis="x", alpha=0.3)
