@@ -201,7 +201,7 @@ def test_decoder_reads_the_cross_keys_as_the_encoder_wrote_them(export_dir):
 def test_a_decoder_that_reads_its_keys_otherwise_is_left_unchanged():
     from onnx import TensorProto, helper
 
-    from whisperbench.backends.onnxruntime import graphs as onnx_graphs
+    from whisperbench.backends.onnxruntime import layout
 
     key = helper.make_tensor_value_info("cross_key_0", TensorProto.FLOAT, ["batch", 6, 1500, 64])
     query = helper.make_tensor_value_info("q", TensorProto.FLOAT, ["batch", 6, 1, 64])
@@ -213,7 +213,7 @@ def test_a_decoder_that_reads_its_keys_otherwise_is_left_unchanged():
     decoder = helper.make_model(helper.make_graph(nodes, "decoder", [query, key], [scores]))
     encoder = helper.make_model(helper.make_graph([], "encoder", [key], [key]))
     before = decoder.SerializeToString(), encoder.SerializeToString()
-    assert not onnx_graphs.keys_frames_last(encoder, decoder)
+    assert not layout.keys_frames_last(encoder, decoder)
     assert (decoder.SerializeToString(), encoder.SerializeToString()) == before
 
 
