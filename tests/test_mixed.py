@@ -134,7 +134,7 @@ def _mixed_params(backend: str, precision: str, **options) -> dict:
             4.2,
             r"mixed_bits_per_weight: 4\.2 cannot be met for tiny\.en: its mixes reach 4\.422 .* to 8\.282",
         ),
-        ("onnxruntime", 9.0, r"cannot be met for tiny\.en: its mixes reach 4\.559 .* to 8\.479"),
+        ("onnxruntime", 9.0, r"cannot be met for tiny\.en: its mixes reach 4\.559 .* to 8\.418"),
     ],
 )
 def test_a_budget_out_of_reach_is_one_line_with_the_range(backend, value, message):
@@ -288,20 +288,25 @@ def test_onnxruntime_quantizes_the_mixes_nodes_at_8_bits(mixed_export, clip, tmp
         mixed_export, "tiny.en", "onnxruntime", "int4_mixed", params, output, _record("sym4_b32_fp32")
     )
     assert record["status"] == "ok", record.get("reason")
+    # the encoder's positions are fixed at 4 bits (a Gather: the quantizer's only width for it), so the budget
+    # they took in the other backends' mixes goes to the next group in the order
     assert record["mix"]["high_bit_groups"] == [
-        ENCODER_POSITIONS,
         "encoder.0.self_attention",
+        "encoder.1.self_attention",
         "decoder.3.mlp",
     ]  # model order
-    bits = {}
+    assert record["mix"]["bits"][ENCODER_POSITIONS] == 4
+    bits, gathers = {}, []
     for graph in ("encoder.onnx", "decoder.onnx"):
         for node in onnx.load(output / graph).graph.node:
             if node.op_type == "MatMulNBits":
                 width = next(a.i for a in node.attribute if a.name == "bits")
                 bits[width] = bits.get(width, 0) + 1
-    # 8-bit: encoder.0 q/k/v/out (4) + decoder.3 fc1/fc2 (2); the encoder's position table is a Gather (8 bits too)
-    assert bits[8] == 6 and bits[4] > 40
-    assert record["encoder.onnx"]["nodes_8bit"] == 4 + 1 and record["decoder.onnx"]["nodes_8bit"] == 2
+            gathers += [node.name] if node.op_type.startswith("Gather") else []
+    # 8-bit: encoder.0 and encoder.1 q/k/v/out (8) + decoder.3 fc1/fc2 (2), as recorded
+    assert bits[8] == 10 and bits[4] > 40
+    assert record["encoder.onnx"]["nodes_8bit"] == 8 and record["decoder.onnx"]["nodes_8bit"] == 2
+    assert "node_embedding_Q4" in gathers  # the encoder's position table, stored at the 4 bits recorded
     transcriber = load(output, "int4_mixed", params_options("onnxruntime", params), Decoding(), 2)
     assert _word_errors(transcriber.transcribe(clip).text) <= 3
 

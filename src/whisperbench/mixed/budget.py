@@ -21,8 +21,9 @@ from whisperbench.mixed.groups import EMBEDDING, Group, layer_of
 
 @dataclass(frozen=True)
 class Widths:
-    """A backend's widths: `low`/`high` for the groups its format can quantize, `fixed` for the groups it keeps
-    in float (their width), `float_bits` for biases and norms."""
+    """A backend's widths: `low`/`high` for the groups its format can move between the two, `fixed` for the
+    groups it keeps at one width (in float, or a table its quantizer stores at 4 bits only), `float_bits` for
+    biases and norms."""
 
     float_bits: int
     fixed: dict[str, int] = field(default_factory=dict)

@@ -114,12 +114,14 @@ def mixed_scheme(options: Options, precision: str):
 
 
 def mixed_widths(options: Options):
-    """4 or 8 bits for every MatMul weight and Gather table (the encoder's positions included); convolutions, the
-    decoder's positions (a GatherND), biases and norms fp32, as the uniform int4 recipe leaves them."""
+    """4 or 8 bits for every MatMul weight (the tied embedding's through its projection); the encoder's positions
+    4 bits only: MatMulNBitsQuantizer quantizes a Gather table at 4 bits alone (asked for 8 it logs "Gather only
+    supports 4 bits quantization" and leaves the node to the 4-bit pass). Convolutions, the decoder's positions
+    (a GatherND), biases and norms fp32, as the uniform int4 recipe leaves them."""
     from whisperbench.mixed.budget import Widths
-    from whisperbench.mixed.groups import CONV, DECODER_POSITIONS
+    from whisperbench.mixed.groups import CONV, DECODER_POSITIONS, ENCODER_POSITIONS
 
-    return Widths(float_bits=32, fixed={CONV: 32, DECODER_POSITIONS: 32})
+    return Widths(float_bits=32, fixed={CONV: 32, DECODER_POSITIONS: 32, ENCODER_POSITIONS: 4})
 
 
 def _positive(value) -> bool:

@@ -4,7 +4,8 @@ The exporter names most weight initializers `val_<n>`, so the export records whi
 initializer holds (`weights_map.json`, matched by value, as is or transposed); the recipe reads the mix
 (`mixed/plan.py`) per HF module, quantizes the high-width nodes with `MatMulNBitsQuantizer(bits=8)`, then the
 rest with `bits=4` (same symmetric blocks), and shares the tied embedding as the int4 recipe does.
-Convolutions stay fp32 as in the uniform recipe; the position tables are Gathers, quantized like the rest.
+Convolutions stay fp32 as in the uniform recipe; the encoder's position table is a Gather, which the quantizer
+stores at 4 bits only (`mixed_widths` keeps it there), so only MatMuls are ever at 8.
 """
 
 from __future__ import annotations
@@ -53,13 +54,12 @@ def _module(param: str) -> str:
 
 
 def high_nodes(model, weights: dict[str, str], tied: dict[str, str], module_bits: dict[str, int]) -> list[str]:
-    """The MatMul / Gather nodes whose weight belongs to a module given 8 bits."""
+    """The MatMul nodes whose weight belongs to a module given 8 bits (Gathers are 4-bit only: `mixed_widths`)."""
     high = []
     for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gather"):
+        if node.op_type != "MatMul":
             continue
-        weight = node.input[1] if node.op_type == "MatMul" else node.input[0]
-        weight = tied.get(weight, weight)  # the untied projection holds the embedding table's values
+        weight = tied.get(node.input[1], node.input[1])  # the untied projection holds the embedding table's values
         if weight in weights and module_bits.get(_module(weights[weight])) == 8:
             high.append(node.name)
     return high
