@@ -361,3 +361,17 @@ def test_a_pal4_mixs_8_bit_groups_get_8_bit_palettes_on_the_same_axis():
     assert (types.builtin_to_string(linear.dtype), linear.granularity.name) == ("int8", "PER_CHANNEL")
     assert coreml.mixed_scheme(coreml.Options(), "pal4_mixed") == Palette(4, 8)
     assert coreml.mixed_scheme(coreml.Options(), "int4_mixed") == Scheme(32, "fp16", "sym4r")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "coreml"])
+def test_mixed_builds_are_checked_for_memory_and_disk_before_they_start(backend):
+    from whisperbench import artifacts
+    from whisperbench.backends import registry
+
+    module = registry.get(backend).load_module()
+    for precision in module.MIXED:
+        assert precision in module.BUILD_MEMORY and precision in module.BUILD_DISK
+        # large-v3's 1.55 B parameters: a need the pre-check names before the step runs
+        assert artifacts.memory_need_mb(backend, precision, 1_550_000_000) > 3000
+        uniform = artifacts.memory_need_mb(backend, "int4", 1_550_000_000)
+        assert artifacts.memory_need_mb(backend, precision, 1_550_000_000) >= uniform

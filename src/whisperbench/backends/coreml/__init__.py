@@ -39,6 +39,8 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4", "pal4", "pal6")
 # Mixed precisions (recipes.py): by the sensitivity pass's damage per weight, or in the fixed order.
 MIXED = {"int4_mixed": "sensitivity", "int4_fixedmix": "fixed", "pal4_mixed": "sensitivity", "pal4_fixedmix": "fixed"}
 PRECISIONS += tuple(MIXED)
+# The uniform 4-bit recipe each mix starts from.
+MIX_BASE = {"int4_mixed": "int4", "int4_fixedmix": "int4", "pal4_mixed": "pal4", "pal4_fixedmix": "pal4"}
 # The libraries this backend's results depend on: recorded, with their versions, in every cell's run record.
 LIBRARIES = ("coremltools", "scikit-learn")
 MAX_AUDIO_S = 30.0  # one 30 s window per utterance: no long-form decoding
@@ -76,6 +78,12 @@ BUILD_DISK = {
     "pal4": (4, 0.51),
     "pal6": (4, 0.77),
 }
+# The mixes: not fitted. Their builds peaked where their uniform recipe's did (int4_mixed / int4_fixedmix / int4:
+# tiny.en 1388 / 1389 / 1388 MB, base int4_fixedmix / int4 1874 / 1874; pal4_mixed / pal4_fixedmix / pal4: tiny.en
+# 1734 / 1735 / 1738: issue 22's study, 2026-12-07), so that recipe's memory line; on disk at most every movable
+# weight at 8 bits, so int8's line.
+BUILD_MEMORY |= {precision: BUILD_MEMORY[MIX_BASE[precision]] for precision in MIXED}
+BUILD_DISK |= {precision: BUILD_DISK["int8"] for precision in MIXED}
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from whisperbench.backends.base import BuildContext
-from whisperbench.backends.coreml import graphs, weights
+from whisperbench.backends.coreml import MIX_BASE, graphs, weights
 from whisperbench.mixed import plan
 
 PALETTE_BITS = {"pal4": 4, "pal6": 6}
-MIX_BASE = {"int4_mixed": "int4", "int4_fixedmix": "int4", "pal4_mixed": "pal4", "pal4_fixedmix": "pal4"}
 _HIGH_RECIPE = {"int4": "int8 symmetric per channel", "pal4": "8-bit k-means palettes"}
 
 

@@ -69,6 +69,11 @@ BUILD_DISK = {
     "int8_dynamic": (41, 1.06),
     "int8_static": (18, 1.52),
 }
+# The mixes: not fitted. Their builds peaked where int4's did (tiny.en 684 / 685 vs 706 MB, base 1009 / 1009 vs
+# 1002: issue 22's study, 2026-12-07), so int4's memory line; on disk at most every movable weight at 8 bits,
+# so int4's line with its bytes per parameter doubled (an upper bound).
+BUILD_MEMORY |= {precision: BUILD_MEMORY["int4"] for precision in MIXED}
+BUILD_DISK |= {precision: (BUILD_DISK["int4"][0], 2 * BUILD_DISK["int4"][1]) for precision in MIXED}
 
 
 @dataclass(frozen=True)
