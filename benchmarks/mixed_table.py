@@ -21,7 +21,8 @@ from clips import write_record  # noqa: E402  (after the path it is found on)
 
 DRAWS, SEED = 2000, 0
 COLUMNS = ["model", "backend", "precision", "study", "WER %", "WER 95 % CI", "ΔWER", "ΔWER 95 % CI"]
-COLUMNS += ["mix bits/w", "bits/w stored", "stored / nominal", "8-bit groups"]
+COLUMNS += ["budget", "mix bits/w", "bits/w stored", "stored / nominal", "8-bit groups"]
+DEFAULT_BUDGET = 5.0  # the Options default: other budgets are named in the figure's labels
 
 
 def cells(folder: Path) -> list[dict]:
@@ -62,6 +63,7 @@ def row(cell: dict, baseline: dict | None) -> dict:
         "WER 95 % CI": _pct(uncertainty.wer_interval(counts, DRAWS, SEED)),
         "ΔWER": f"{100 * delta:+.2f}" if delta is not None else "",
         "ΔWER 95 % CI": _pct(interval),
+        "budget": mix.get("budget_bits_per_weight", ""),
         "mix bits/w": mix.get("bits_per_weight", ""),
         "bits/w stored": round(stored, 2),
         "stored / nominal": round(stored / mix["bits_per_weight"], 2) if mix else "",
@@ -97,7 +99,8 @@ def figure(rows: list[dict], path: Path) -> None:
                 r["bits/w stored"], 100 * r["_wer"], yerr=[[100 * (r["_wer"] - low)], [100 * (high - r["_wer"])]],
                 fmt=marker, color=colors[r["backend"]], mfc=face, ms=7, capsize=2, lw=0.8,
             )  # fmt: skip
-            label = f"{r['backend']} {r['precision']}" + (" (6.6 b)" if r["study"] == "emb8" else "")
+            budget = f" @{r['budget']:g} b" if r["budget"] not in ("", DEFAULT_BUDGET) else ""
+            label = f"{r['backend']} {r['precision']}{budget}"
             labels.append((r["bits/w stored"], 100 * r["_wer"], label))
         axis.set_xscale("log")
         axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 4.0, 5.0, 6.0, 8.0)))
@@ -131,7 +134,7 @@ def main(argv=None) -> None:
         and (c["record"]["cell"]["backend"], c["record"]["cell"]["precision"]) == ("pytorch", "fp32")
     }
     rows = [row(cell, baselines.get(cell["record"]["cell"]["model"])) for cell in found]
-    rows.sort(key=lambda r: (r["model"], r["backend"], r["precision"], r["study"]))
+    rows.sort(key=lambda r: (r["model"], r["backend"], r["precision"], r["budget"] or 0, r["study"]))
     table = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     table += "".join("| " + " | ".join(str(r[c]) for c in COLUMNS) + " |\n" for r in rows)
     write_record(arguments.out, {"rows": [{c: r[c] for c in COLUMNS} for r in rows], "draws": DRAWS}, table)
