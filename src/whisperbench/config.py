@@ -58,11 +58,22 @@ def _validator_with_defaults(schema: dict):
     return validators.extend(Draft202012Validator, {"properties": set_defaults})(schema)
 
 
+def schema() -> dict:
+    """The params schema: workflow/schemas/params.schema.yaml with each registered backend's own schema under
+    `backends` (its module's schema.yaml), so that a backend's keys are described where it is written."""
+    from whisperbench.backends import registry
+
+    composed = yaml.safe_load(SCHEMA_PATH.read_text())
+    composed["properties"]["backends"]["properties"] = {
+        name: yaml.safe_load(spec.schema_path().read_text()) for name, spec in registry.BACKENDS.items()
+    }
+    return composed
+
+
 def check_schema(params: dict, source: str) -> dict:
     """Validate against the schema and return a copy with defaults filled in."""
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     filled = copy.deepcopy(params)
-    errors = sorted(_validator_with_defaults(schema).iter_errors(filled), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator_with_defaults(schema()).iter_errors(filled), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
         raise UserError(f"{source}: {_key_path(first)}: {_describe(first)}")

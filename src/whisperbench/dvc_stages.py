@@ -61,7 +61,7 @@ def _data_stages(params: dict, raw: dict, params_file: str) -> dict:
         "validate": _stage(
             f"{_script('validate_params', params_file)} --dvc-yaml dvc.yaml --out {path('params_ok')} "
             "--log logs/validate.log",
-            [params_file, SCHEMA, f"{CODE}/config.py", f"{CODE}/dag.py"],
+            [params_file, SCHEMA, f"{CODE}/config.py", f"{CODE}/dag.py", f"{CODE}/backends"],
             [{path("params_ok"): {"cache": False}}],
             [],
         )

@@ -9,7 +9,9 @@ here says how its cells are drawn and compared. Adding a backend = one module + 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,14 @@ class BackendSpec:
     def exports(self) -> bool:
         """Whether one export per model (rule `export`: the module's `export`) feeds every precision's build."""
         return hasattr(self.load_module(), "export")
+
+    def schema_path(self) -> Path:
+        """The schema of `backends.<name>` in params (descriptions of its precisions and options): `schema.yaml`
+        in a backend's folder, `<name>.schema.yaml` beside a single-file module."""
+        module_file = Path(importlib.util.find_spec(self.module).origin)
+        if module_file.name == "__init__.py":
+            return module_file.with_name("schema.yaml")
+        return module_file.with_suffix(".schema.yaml")
 
     def unsupported_reason(self, precision: str) -> str | None:
         return self.load_module().unsupported_reason(precision)
