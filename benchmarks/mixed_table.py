@@ -22,6 +22,9 @@ from clips import write_record  # noqa: E402  (after the path it is found on)
 DRAWS, SEED = 2000, 0
 COLUMNS = ["model", "backend", "precision", "study", "WER %", "WER 95 % CI", "ΔWER", "ΔWER 95 % CI"]
 COLUMNS += ["budget", "mix bits/w", "bits/w stored", "stored / nominal", "8-bit groups"]
+# Where a cell's timing pass ran (metrics.json beside it): its speed and memory, as the study's table defines them.
+SPEED = {"RTFx": "rtfx", "encoder ms": "encoder_ms", "decoder ms/token": "decoder_ms_per_token"}
+SPEED |= {"peak MB": "peak_rss_mb"}
 DEFAULT_BUDGET = 5.0  # the Options default: other budgets are named in the figure's labels
 
 
@@ -32,12 +35,19 @@ def cells(folder: Path) -> list[dict]:
     found = []
     for hypotheses in sorted(folder.glob("results/*/*/*/*/hypotheses.jsonl")):
         record = read_json(hypotheses.with_name("accuracy.json"))
-        found.append({"folder": folder.name, "rows": read_jsonl(hypotheses), "record": record})
+        metrics = hypotheses.with_name("metrics.json")
+        speed = read_json(metrics) if metrics.is_file() else {}
+        found.append({"folder": folder.name, "rows": read_jsonl(hypotheses), "record": record, "speed": speed})
     return found
 
 
 def _pct(pair) -> str:
     return f"[{100 * pair[0]:.2f}, {100 * pair[1]:.2f}]" if pair else ""
+
+
+def _speed(metrics: dict, key: str):
+    value = metrics.get(key)
+    return "" if value is None else round(value, 2 if key in ("rtfx", "decoder_ms_per_token") else 0)
 
 
 def row(cell: dict, baseline: dict | None) -> dict:
@@ -68,6 +78,7 @@ def row(cell: dict, baseline: dict | None) -> dict:
         "bits/w stored": round(stored, 2),
         "stored / nominal": round(stored / mix["bits_per_weight"], 2) if mix else "",
         "8-bit groups": ", ".join(mix.get("high_bit_groups", [])),
+        **{column: _speed(cell["speed"], key) for column, key in SPEED.items()},
         "_wer": wer,
         "_interval": uncertainty.wer_interval(counts, DRAWS, SEED),
     }
@@ -135,9 +146,10 @@ def main(argv=None) -> None:
     }
     rows = [row(cell, baselines.get(cell["record"]["cell"]["model"])) for cell in found]
     rows.sort(key=lambda r: (r["model"], r["backend"], r["precision"], r["budget"] or 0, r["study"]))
-    table = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    table += "".join("| " + " | ".join(str(r[c]) for c in COLUMNS) + " |\n" for r in rows)
-    write_record(arguments.out, {"rows": [{c: r[c] for c in COLUMNS} for r in rows], "draws": DRAWS}, table)
+    columns = COLUMNS + [column for column in SPEED if any(r[column] != "" for r in rows)]
+    table = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    table += "".join("| " + " | ".join(str(r[c]) for c in columns) + " |\n" for r in rows)
+    write_record(arguments.out, {"rows": [{c: r[c] for c in columns} for r in rows], "draws": DRAWS}, table)
     if arguments.figure:
         figure(rows, arguments.figure)
 
