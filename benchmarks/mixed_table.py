@@ -100,8 +100,12 @@ def figure(rows: list[dict], path: Path) -> None:
     colors = dict(zip(backends, ("#4C72B0", "#DD8452", "#55A868", "#C44E52"), strict=False))
     fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 5.0), squeeze=False)
     for axis, model in zip(axes[0], models, strict=True):
-        labels = []
+        labels, drawn = [], set()
         for r in (r for r in rows if r["model"] == model):
+            cell = (r["backend"], r["precision"], r["budget"], r["WER %"])
+            if cell in drawn:  # the same cell run in two study folders (fp32 as each one's baseline): drawn once
+                continue
+            drawn.add(cell)
             low, high = r["_interval"] or (r["_wer"], r["_wer"])
             kind = "fixedmix" if "fixedmix" in r["precision"] else "mixed" if "mixed" in r["precision"] else "uniform"
             marker = {"uniform": "o", "mixed": "o", "fixedmix": "X"}[kind]
