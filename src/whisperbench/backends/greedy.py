@@ -6,6 +6,8 @@ given the same rules in its own terms.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -69,3 +71,34 @@ def stage_ms(start: float, features_done: float, encoder_ms: float, steps: list[
         "decode_ms": (steps[-1] - steps[0]) * 1e3 if steps else 0.0,
         "total_ms": (end - start) * 1e3,
     }
+
+
+# One decoder step over a growing cache: (tokens [batch, 1], cache, cross) -> (next-token logits [batch, vocab],
+# the cache with this step appended). Cache and cross are {name: array [batch, ...]}.
+Step = Callable[[np.ndarray, dict, dict], tuple[np.ndarray, dict]]
+
+
+def decode_batch(step: Step, cache: dict, cross: dict, rules: Rules, batch: int) -> tuple[list[list[int]], list[float]]:
+    """Greedy decoding of a batch over a decoder step with a growing self-attention cache: the prompt forced,
+    then `rules.pick` each step; rows that have ended leave the batch (their cache and cross rows dropped), so
+    the rest decode as a smaller one. Returns each row's tokens and each generated step's perf_counter time."""
+    tokens = np.full(batch, rules.prompt[0], dtype=np.int64)
+    generated: list[list[int]] = [[] for _ in range(batch)]
+    rows, times = np.arange(batch), []  # rows: the batch rows still decoding
+    for position in range(len(rules.prompt) - 1 + rules.max_new_tokens):
+        logits, cache = step(tokens[:, None], cache, cross)
+        if position + 1 < len(rules.prompt):
+            tokens = np.full(len(rows), rules.prompt[position + 1], dtype=np.int64)
+            continue
+        tokens = rules.pick(logits, first=not times)
+        for row, token in zip(rows, tokens, strict=True):
+            generated[row].append(int(token))
+        times.append(time.perf_counter())
+        going = tokens != rules.eos
+        if not going.any():
+            break
+        if not going.all():
+            rows, tokens = rows[going], tokens[going]
+            cache = {name: value[going] for name, value in cache.items()}
+            cross = {name: value[going] for name, value in cross.items()}
+    return generated, times

@@ -48,32 +48,15 @@ class OnnxTranscriber:
     def features(self, audio: np.ndarray | list[np.ndarray]) -> np.ndarray:
         return greedy.features(self.processor, audio)
 
+    def _step(self, tokens: np.ndarray, past: dict, cross: dict) -> tuple[np.ndarray, dict]:
+        outputs = self.decoder.run(None, {"input_ids": tokens, **past, **cross})
+        return outputs[0][:, -1], dict(zip(self.past_names, outputs[1:], strict=True))
+
     def _greedy(self, cross: dict, batch: int, forced: int | None = None) -> tuple[list[list[int]], list[float]]:
-        """Greedy decoding of a batch; rows that have ended leave it, so the rest decode as a smaller batch.
-        `forced`: exactly that many tokens, end-of-text suppressed."""
-        rules = self.rules.forced(forced)
+        """Greedy decoding of a batch from an empty cache (`forced`: exactly that many tokens, end-of-text
+        suppressed)."""
         past = {name: np.zeros((batch, heads, 0, size), np.float32) for name, (heads, size) in self.past_shapes.items()}
-        tokens = np.full(batch, rules.prompt[0], dtype=np.int64)
-        generated: list[list[int]] = [[] for _ in range(batch)]
-        rows, times = np.arange(batch), []  # rows: the batch rows still decoding
-        for position in range(len(rules.prompt) - 1 + rules.max_new_tokens):
-            outputs = self.decoder.run(None, {"input_ids": tokens[:, None], **past, **cross})
-            past = dict(zip(self.past_names, outputs[1:], strict=True))
-            if position + 1 < len(rules.prompt):
-                tokens = np.full(len(rows), rules.prompt[position + 1], dtype=np.int64)
-                continue
-            tokens = rules.pick(outputs[0][:, -1], first=not times)
-            for row, token in zip(rows, tokens, strict=True):
-                generated[row].append(int(token))
-            times.append(time.perf_counter())
-            going = tokens != rules.eos
-            if not going.any():
-                break
-            if not going.all():
-                rows, tokens = rows[going], tokens[going]
-                past = {name: value[going] for name, value in past.items()}
-                cross = {name: value[going] for name, value in cross.items()}
-        return generated, times
+        return greedy.decode_batch(self._step, past, cross, self.rules.forced(forced), batch)
 
     def transcribe_features(self, features: np.ndarray, forced_tokens: int | None = None):
         encoded = self.encoder.run(self.encoder_outputs, {"input_features": features})
